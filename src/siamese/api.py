@@ -1,0 +1,249 @@
+"""The library's entry points: train(), load(), evaluate()."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .artifact import (load_checkpoint, load_tensors, read_card, read_json, save_checkpoint,
+                       save_tensors, write_card)
+from .atomic import atomic_write_json
+from .config import Config, EvalConfig, config_from_dict, resolve
+from .data.datasets import load_dataset
+from .data.labeled import LabeledData
+from .data.preprocessing import Preprocessing
+from .data.sampling import ClassBalancedSampler, sample_pairs
+from .data.splits import Split, make_split
+from .data.transforms import add_rotated_classes, random_affine
+from .errors import ArtifactError, ConfigError, DataError
+from .evaluation.plots import plot_history
+from .evaluation.report import evaluate_embeddings, write_plots
+from .evaluation.verification import best_threshold, verification_metrics
+from .losses import create_loss, create_miner
+from .model import Model
+from .models.build import build_net
+from .training.callbacks import Checkpoint, EarlyStopping, ProgressBar, TimeLimit, Validation
+from .training.trainer import Trainer
+
+
+def data_fingerprint(data: LabeledData) -> str:
+    h = hashlib.sha256()
+    h.update("\n".join(data.sources).encode())
+    h.update(data.y.tobytes())
+    return h.hexdigest()[:16]
+
+
+def _device(name: str) -> str:
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but no CUDA GPU is available; use cpu")
+    return name
+
+
+def _load(cfg: Config, pre: Preprocessing | None = None) -> LabeledData:
+    if pre is not None and pre.kind == "image":
+        return load_dataset(cfg.data.path, pre.input_shape[1], pre.input_shape[0],
+                            cfg.data.label_column)
+    return load_dataset(cfg.data.path, cfg.data.image_size, cfg.data.channels,
+                        cfg.data.label_column)
+
+
+def _prepare_out(out: Path, force: bool) -> None:
+    if (out / "card.json").exists() or (out / "checkpoints").exists():
+        if not force:
+            raise ConfigError(f"run folder {out} already holds a run; choose another --out, "
+                              "pass --resume to continue it, or --force to replace it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def train(config: Config | dict | None = None, out: str | Path = "runs/latest", *,
+          resume: bool = False, force: bool = False, quiet: bool = False) -> Model:
+    """Train a Siamese network and write the run folder `out`; returns the trained Model.
+
+    config: a Config, or a dict of sections as in the TOML file ({"data": {"path": ...}}).
+    resume: continue the run in `out` from its last checkpoint (its saved config is used).
+    """
+    out = Path(out)
+    if resume:
+        meta_path = out / "checkpoints" / "last.json"
+        if not meta_path.exists():
+            raise ArtifactError(f"{out} has no checkpoint to resume from ({meta_path} is "
+                                "missing); start a new run without --resume")
+        saved = read_json(out / "config.json", "the run's config")
+        cfg = config_from_dict(saved, str(out / "config.json"))
+        if isinstance(config, Config):  # allow e.g. more epochs on resume
+            cfg.train.epochs = config.train.epochs
+    else:
+        cfg = config if isinstance(config, Config) else config_from_dict(config or {})
+    cfg = resolve(cfg)
+    device = _device(cfg.train.device)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    torch.manual_seed(cfg.train.seed)
+
+    data = _load(cfg)
+    split = make_split(data, cfg.split, cfg.train.seed)
+    if not resume:
+        _prepare_out(out, force)
+        atomic_write_json(out / "config.json", cfg.to_dict())
+        atomic_write_json(out / "split.json", split.to_dict())
+    elif Split.from_dict(read_json(out / "split.json", "the split")).train.tolist() != \
+            split.train.tolist():
+        raise ArtifactError(f"the data behind {out} changed since the run started; "
+                            "start a new run")
+
+    train_set = data.subset(split.train)
+    pre = Preprocessing.fit(train_set.x, data.kind)
+    x_train, y_train, train_classes = pre.normalize(train_set.x), train_set.y, train_set.classes
+    if cfg.data.class_rotations and data.kind == "image":
+        x_train, y_train, train_classes = add_rotated_classes(x_train, y_train, train_classes)
+    val_set = data.subset(split.val) if len(split.val) else None
+
+    net = build_net(cfg, pre.input_shape, data.kind).to(device)
+    loss_fn = create_loss(cfg.loss.name, margin=cfg.loss.margin, distance=cfg.loss.distance,
+                          head=net.head, scale=cfg.loss.scale)
+    miner = create_miner(cfg.loss.miner, cfg.loss.margin, cfg.loss.distance)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.train.lr,
+                                  weight_decay=cfg.train.weight_decay)
+    k = cfg.train.samples_per_class
+    sampler = ClassBalancedSampler(y_train, cfg.train.batch_size // k, k, cfg.train.seed)
+
+    card = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "config": cfg.to_dict(),
+        "preprocessing": pre.to_dict(),
+        "classes": train_set.classes,
+        "data": {"kind": data.kind, "samples": len(data), "classes": len(data.classes),
+                 "fingerprint": data_fingerprint(data)},
+        "split": split.summary(),
+        "threshold": None,
+        "metrics": {},
+        "status": "training",
+    }
+    model = Model(net, pre, card, out, device)
+
+    val_pairs = None
+    if val_set is not None and len(np.unique(val_set.y)) >= 2:
+        x_val = pre.normalize(val_set.x)
+        val_pairs = sample_pairs(val_set.y, cfg.train.val_pairs,
+                                 np.random.default_rng(cfg.train.seed + 1))
+
+    def val_scores() -> tuple[np.ndarray, np.ndarray]:
+        emb = model.embed_tensor(x_val)
+        i, j, y = val_pairs
+        return y, model.score_embeddings(emb[i], emb[j])
+
+    def val_auc() -> float:
+        return verification_metrics(*val_scores())["roc_auc"]
+
+    def on_best(trainer: Trainer, logs: dict) -> None:
+        save_tensors(out / "model.safetensors", net.state_dict())
+        write_card(out, {**card, "history": trainer.history + [logs]})
+
+    def save_last(trainer: Trainer, meta: dict) -> None:
+        save_checkpoint(out, net, optimizer,
+                        {"epoch": meta["epoch"], "best_score": meta["best_score"],
+                         "history": trainer.history + [meta]})
+
+    start_epoch, best = 0, -np.inf
+    history: list[dict] = []
+    if resume:
+        model_state, opt_state, meta = load_checkpoint(out)
+        net.load_state_dict(model_state)
+        optimizer.load_state_dict(opt_state)
+        start_epoch, best = int(meta["epoch"]), float(meta["best_score"])
+        history = [{k: v for k, v in h.items() if k != "best_score"} for h in meta["history"]]
+        if not quiet:
+            print(f"resuming {out} from epoch {start_epoch}", file=sys.stderr)
+
+    callbacks = [Validation(val_auc)] if val_pairs is not None else []
+    callbacks += [Checkpoint(save_last, on_best, best), EarlyStopping(cfg.train.patience),
+                  TimeLimit(cfg.train.max_minutes), ProgressBar(not quiet)]
+    augment = None
+    if cfg.augment.enabled and data.kind == "image":
+        def augment(xb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+            return random_affine(xb, cfg.augment, gen)
+
+    trainer = Trainer(net, loss_fn, miner, optimizer, x_train, y_train, sampler,
+                      cfg.train.epochs, cfg.train.seed, augment, callbacks, device)
+    trainer.history = history
+    t0 = time.monotonic()
+    if start_epoch < cfg.train.epochs:
+        trainer.fit(start_epoch)
+    card["train_seconds"] = round(time.monotonic() - t0, 2)
+    card["history"] = trainer.history
+
+    # The best weights; calibrate the threshold on validation pairs (never on test pairs).
+    net.load_state_dict(load_tensors(out / "model.safetensors"))
+    if val_pairs is not None:
+        y, s = val_scores()
+        card["threshold"] = best_threshold(y, s)
+        card["metrics"]["val"] = verification_metrics(y, s, card["threshold"])
+    card["status"] = "trained"
+    write_card(out, card)
+    plot_history(trainer.history, out / "training.png")
+    model.card = read_card(out)
+    evaluate(model, eval_config=cfg.eval, _data=data, _split=split)
+    return model
+
+
+def load(run: str | Path, device: str = "cpu") -> Model:
+    """Load a trained run folder."""
+    return Model.load(run, device)
+
+
+def evaluate(model: Model | str | Path, data: str | Path | None = None,
+             eval_config: EvalConfig | None = None, out: str | Path | None = None,
+             _data: LabeledData | None = None,
+             _split: Split | None = None) -> dict:
+    """Evaluate a model; writes metrics.json and plots into `out` (default: the run folder).
+
+    Without `data`: the run's own test sets, `unseen` (classes never seen in training) and `seen`
+    (held-out images of the training classes). With `data`: that whole data set.
+    """
+    if not isinstance(model, Model):
+        model = load(model)
+    run = model.run
+    cfg = config_from_dict(model.card["config"])
+    ecfg = eval_config or cfg.eval
+    pre = model.preprocessing
+    sets: dict[str, LabeledData] = {}
+    if data is not None:
+        cfg.data.path = str(data)
+        sets["data"] = _load(cfg, pre)
+    else:
+        full = _data if _data is not None else _load(cfg, pre)
+        if _split is None:
+            if data_fingerprint(full) != model.card["data"]["fingerprint"]:
+                raise DataError(f"the training data {cfg.data.path or 'digits'} changed since "
+                                f"{run} was trained; pass --data to evaluate on new data")
+            _split = Split.from_dict(read_json(run / "split.json", "the split"))
+        for name, idx in (("unseen", _split.test_unseen), ("seen", _split.test_seen)):
+            if len(idx) and len(np.unique(full.y[idx])) >= 2:
+                sets[name] = full.subset(idx)
+    if not sets:
+        raise DataError("nothing to evaluate: the run has no test split; pass --data")
+    threshold = model.card.get("threshold")
+    metrics, raws = {}, {}
+    for name, ds in sets.items():
+        emb = model.embed_tensor(pre.normalize(ds.x))
+        metrics[name], raws[name] = evaluate_embeddings(model, emb, ds.y, ecfg, threshold,
+                                                        seed=cfg.train.seed)
+    out_dir = Path(out) if out is not None else run
+    if out_dir is not None:
+        atomic_write_json(out_dir / "metrics.json", metrics)
+        write_plots(out_dir, raws, metrics, threshold)
+        if out is None and data is None:  # the run's own figures belong in its card
+            card = read_card(run)
+            card["metrics"].update(metrics)
+            card.pop("format", None), card.pop("format_version", None)
+            card.pop("siamese_version", None)
+            write_card(run, card)
+            model.card = read_card(run)
+    return metrics

@@ -1,0 +1,119 @@
+"""A run folder is one self-contained artifact.
+
+    runs/x/
+      card.json           resolved config, preprocessing, classes, split summary, threshold,
+                          metrics, history, package and format versions
+      model.safetensors   the best weights (never pickle)
+      split.json          the exact sample indices of each split
+      checkpoints/last.safetensors + last.json   model + optimiser state for --resume
+      *.png               plots
+
+Every file is written atomically, so a run killed at any moment keeps its last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .atomic import atomic_write, atomic_write_json
+from .errors import ArtifactError
+
+FORMAT = "siamese-run"
+FORMAT_VERSION = 1
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise ArtifactError(f"{path} is missing; the run folder is incomplete: train it again")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise ArtifactError(
+            f"{path} is truncated or not a safetensors file ({str(e)[:60]}); "
+            "restore it or train again"
+        ) from None
+
+
+def write_card(run: Path, card: dict) -> None:
+    card = {"format": FORMAT, "format_version": FORMAT_VERSION, "siamese_version": __version__,
+            **card}
+    atomic_write_json(run / "card.json", card)
+
+
+def read_json(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise ArtifactError(f"{path} is missing; is {path.parent} a run folder made by "
+                            f"'siamese train'? ({what})")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"{path} is corrupt ({e}); restore it or train again") from None
+
+
+def read_card(run: Path) -> dict:
+    run = Path(run)
+    if not run.exists():
+        raise ArtifactError(f"run folder {run} does not exist; train one with "
+                            f"'siamese train --out {run}'")
+    card = read_json(run / "card.json", "the model card")
+    if card.get("format") != FORMAT:
+        raise ArtifactError(f"{run / 'card.json'} is not a siamese run card")
+    if card.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{run} was written in run format {card.get('format_version')} by siamese "
+            f"{card.get('siamese_version')}; this is format {FORMAT_VERSION} (siamese "
+            f"{__version__}): retrain, or use the version that wrote it"
+        )
+    return card
+
+
+def save_checkpoint(run: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    meta: dict) -> None:
+    """Model and optimiser state; the tensors go to safetensors, the rest to JSON.
+
+    The JSON is written after the tensors, and names their file's size, so that a JSON that
+    points at a half-written tensor file is impossible.
+    """
+    ckpt = run / "checkpoints"
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    opt = optimizer.state_dict()
+    scalars: dict = {}
+    for pid, state in opt["state"].items():
+        for name, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"opt.{pid}.{name}"] = value
+            else:
+                scalars[f"{pid}.{name}"] = value
+    save_tensors(ckpt / "last.safetensors", tensors)
+    meta = {**meta, "param_groups": opt["param_groups"], "opt_scalars": scalars,
+            "tensor_bytes": (ckpt / "last.safetensors").stat().st_size}
+    atomic_write_json(ckpt / "last.json", meta)
+
+
+def load_checkpoint(run: Path) -> tuple[dict, dict, dict]:
+    """-> (model state dict, optimiser state dict, meta)."""
+    ckpt = Path(run) / "checkpoints"
+    meta = read_json(ckpt / "last.json", "the resume checkpoint")
+    tensors = load_tensors(ckpt / "last.safetensors")
+    model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    state: dict = {}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, pid, name = k.split(".", 2)
+            state.setdefault(int(pid), {})[name] = v
+    for k, v in meta.pop("opt_scalars").items():
+        pid, name = k.split(".", 1)
+        state.setdefault(int(pid), {})[name] = v
+    opt_state = {"state": state, "param_groups": meta.pop("param_groups")}
+    return model_state, opt_state, meta

@@ -1,0 +1,145 @@
+"""The `siamese` command: parse, call the library, print. User errors -> one line, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import SiameseError
+
+# CLI flag -> config field. Flags left unset keep the config file's (or the default) value.
+TRAIN_FLAGS = {
+    "data": "data.path", "label_column": "data.label_column", "image_size": "data.image_size",
+    "channels": "data.channels", "encoder": "model.encoder", "embedding_dim":
+    "model.embedding_dim", "loss": "loss.name", "margin": "loss.margin", "distance":
+    "loss.distance", "miner": "loss.miner", "epochs": "train.epochs", "batch_size":
+    "train.batch_size", "samples_per_class": "train.samples_per_class", "lr": "train.lr",
+    "seed": "train.seed", "device": "train.device", "patience": "train.patience",
+    "max_minutes": "train.max_minutes", "split": "split.mode", "test_classes":
+    "split.test_classes",
+}
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .api import train
+    from .config import Config, apply_overrides, load_config
+    from .evaluation.report import format_table
+
+    cfg = load_config(args.config) if args.config else Config()
+    apply_overrides(cfg, {field: getattr(args, flag) for flag, field in TRAIN_FLAGS.items()})
+    if args.no_augment:
+        cfg.augment.enabled = False
+    model = train(cfg, args.out, resume=args.resume, force=args.force, quiet=args.quiet)
+    card = model.card
+    print(f"run saved to {args.out} (threshold {card['threshold']:.3f})"
+          if card.get("threshold") is not None else f"run saved to {args.out}")
+    tests = {k: v for k, v in card["metrics"].items() if k in ("unseen", "seen")}
+    if tests:
+        print(format_table(tests))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .api import evaluate, load
+    from .evaluation.report import format_table
+
+    model = load(args.run, device=args.device)
+    metrics = evaluate(model, data=args.data, out=args.out)
+    print(format_table(metrics))
+    where = Path(args.out) if args.out else Path(args.run)
+    print(f"metrics written to {where / 'metrics.json'}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .api import load
+
+    model = load(args.run, device=args.device)
+    sim, same = model.verify(args.a, args.b)
+    verdict = "same" if same else "different"
+    print(f"similarity {sim:.3f} -> {verdict} (threshold {model.threshold:.3f})")
+    return 0
+
+
+def _embed(args: argparse.Namespace) -> int:
+    from .embed import embed_path
+
+    n, dim = embed_path(args.run, args.inputs, args.out, device=args.device)
+    print(f"{n} embeddings of dimension {dim} written to {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="siamese", description=__doc__.splitlines()[0])
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a Siamese network on labeled data")
+    t.add_argument("--config", help="TOML config file (flags override it)")
+    t.add_argument("--data", help="class folders, .zip, .csv or .npy; default: bundled digits")
+    t.add_argument("--out", default="runs/latest", help="run folder to write")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t.add_argument("--force", action="store_true", help="replace an existing run in --out")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--no-augment", action="store_true", help="no random affine augmentation")
+    t.add_argument("--label-column")
+    t.add_argument("--image-size", type=int)
+    t.add_argument("--channels", type=int, choices=[0, 1, 3])
+    t.add_argument("--encoder", help="conv4 | koch | resnet | mlp")
+    t.add_argument("--embedding-dim", type=int)
+    t.add_argument("--loss", help="pair | contrastive | triplet | proto")
+    t.add_argument("--margin", type=float)
+    t.add_argument("--distance", help="euclidean | cosine")
+    t.add_argument("--miner", help="random | batch-all | batch-hard | semi-hard")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--samples-per-class", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--device", help="cpu | cuda")
+    t.add_argument("--patience", type=int, help="early stopping patience in epochs")
+    t.add_argument("--max-minutes", type=float, help="wall-clock training budget")
+    t.add_argument("--split", help="classes (test classes unseen) | samples")
+    t.add_argument("--test-classes", help="comma-separated class names held out as unseen")
+    t.set_defaults(func=_train)
+
+    e = sub.add_parser("evaluate", help="verification, few-shot and retrieval metrics")
+    e.add_argument("run")
+    e.add_argument("--data", help="evaluate on this data instead of the run's test split")
+    e.add_argument("--out", help="folder for metrics.json and plots (default: the run)")
+    e.add_argument("--device", default="cpu")
+    e.set_defaults(func=_evaluate)
+
+    c = sub.add_parser("compare", help="similarity of two inputs and the verdict")
+    c.add_argument("run")
+    c.add_argument("a")
+    c.add_argument("b")
+    c.add_argument("--device", default="cpu")
+    c.set_defaults(func=_compare)
+
+    m = sub.add_parser("embed", help="write embeddings of images or vectors to .npy")
+    m.add_argument("run")
+    m.add_argument("inputs", help="an image, a folder of images, or a .csv/.npy of vectors")
+    m.add_argument("--out", required=True, help="output .npy (an index .csv is written beside)")
+    m.add_argument("--device", default="cpu")
+    m.set_defaults(func=_embed)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SiameseError as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the last checkpoint is kept (resume with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""Run configuration as dataclasses.
+
+A config is read from TOML (sections = the fields of `Config`), overridden by CLI flags, resolved
+(defaults that depend on other fields are filled in) and saved with every run. Unknown sections or
+keys are errors that name the key and list the valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from .errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    path: str = ""  # "" = scikit-learn's bundled digits; else a folder, .zip, .csv or .npy
+    label_column: str = "label"  # CSV: column name; NPY: column index (default: the last one)
+    image_size: int = 32  # images are resized to image_size x image_size
+    channels: int = 0  # 1 (grey) or 3 (RGB); 0 = 1 if every image is grey, else 3
+    class_rotations: bool = False  # add each class rotated by 90/180/270 degrees as new classes
+
+
+@dataclass
+class SplitConfig:
+    mode: str = "classes"  # "classes": test classes never seen in training; "samples": within
+    test_classes: list[str] = field(default_factory=list)  # explicit unseen classes
+    test_class_fraction: float = 0.3  # else this share of classes, chosen by the seed
+    val_fraction: float = 0.15  # share of each training class held out for validation
+    test_fraction: float = 0.15  # share of each training class held out as "seen" test images
+
+
+@dataclass
+class AugmentConfig:
+    enabled: bool = True  # random affine distortions of training images
+    rotate: float = 10.0  # degrees, +-
+    shear: float = 0.15  # radians, +-
+    scale: float = 0.1  # +- relative
+    translate: float = 0.1  # +- fraction of the image size
+
+
+@dataclass
+class ModelConfig:
+    encoder: str = "auto"  # conv4 | koch | resnet | mlp; auto = conv4 for images, mlp for vectors
+    width: int = 64  # channels of the first conv stage (or hidden units / 4 for the MLP)
+    embedding_dim: int = 64  # 0 = use the encoder's features as they are
+    normalize: bool = True  # L2-normalise embeddings
+    head_hidden: int = 64  # pair head: |h1-h2| -> Linear(head_hidden) -> ReLU -> Linear(1)
+
+
+@dataclass
+class LossConfig:
+    name: str = "triplet"  # pair | contrastive | triplet | proto
+    margin: float | None = None  # None = the loss's default (triplet 0.2, contrastive 1.0)
+    distance: str = "euclidean"  # euclidean | cosine
+    miner: str | None = None  # random | batch-all | batch-hard | semi-hard; None = per loss
+    scale: float = 10.0  # proto: logits = -scale * distance
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 64  # P classes x K samples
+    samples_per_class: int = 4  # K
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    device: str = "cpu"  # cpu | cuda
+    patience: int = 0  # early stopping after this many epochs without a better val AUC; 0 = off
+    max_minutes: float = 0.0  # stop after this wall-clock time; 0 = no limit
+    val_pairs: int = 2000
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+
+
+@dataclass
+class EvalConfig:
+    ways: list[int] = field(default_factory=lambda: [5, 20])
+    shots: list[int] = field(default_factory=lambda: [1])
+    episodes: int = 1000
+    queries_per_class: int = 5
+    pairs: int = 10000
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+LOSS_DEFAULTS = {
+    "triplet": {"margin": 0.2, "miner": "semi-hard"},
+    "contrastive": {"margin": 1.0, "miner": "batch-all"},
+    "pair": {"margin": 0.0, "miner": "random"},
+    "proto": {"margin": 0.0, "miner": "none"},
+}
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    """Check a TOML/JSON value against a dataclass field type (int accepted for float)."""
+    text = str(typ)
+    if value is None and "None" in text:
+        return None
+    if "list[str]" in text:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        if isinstance(value, list):
+            return [str(v) for v in value]
+    elif "list[int]" in text:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        try:
+            return [int(v) for v in value]
+        except (TypeError, ValueError):
+            pass
+    elif typ is bool or text.startswith("bool"):
+        if isinstance(value, bool):
+            return value
+    elif typ is int or text.startswith("int"):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif typ is float or "float" in text:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif typ is str or "str" in text:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"{where}: expected {text.replace('typing.', '')}, got {value!r}")
+
+
+def _update(obj: Any, values: dict[str, Any], where: str) -> None:
+    hints = get_type_hints(type(obj))
+    names = [f.name for f in dataclasses.fields(obj)]
+    for key, value in values.items():
+        if key not in names:
+            raise ConfigError(f"{where}: unknown key '{key}'; valid keys: {', '.join(names)}")
+        sub = getattr(obj, key)
+        if dataclasses.is_dataclass(sub):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: '{key}' must be a section [{key}]")
+            _update(sub, value, f"{where} [{key}]")
+        else:
+            setattr(obj, key, _coerce(value, hints[key], f"{where}: {key}"))
+
+
+def config_from_dict(values: dict[str, Any], where: str = "config") -> Config:
+    cfg = Config()
+    _update(cfg, values, where)
+    return cfg
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a TOML config file; unknown sections or keys are a ConfigError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; check the path given to --config")
+    try:
+        values = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {path} is not valid TOML ({e}); fix the syntax") from None
+    return config_from_dict(values, str(path))
+
+
+def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
+    """Apply dotted overrides such as {"train.epochs": 5}; None values are skipped."""
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        section, key = dotted.split(".")
+        _update(getattr(cfg, section), {key: value}, f"option {dotted}")
+    return cfg
+
+
+def resolve(cfg: Config) -> Config:
+    """Fill in defaults that depend on other fields and check ranges; returns the same object."""
+    if cfg.loss.name not in LOSS_DEFAULTS:
+        raise ConfigError(
+            f"unknown loss '{cfg.loss.name}'; choose one of: {', '.join(sorted(LOSS_DEFAULTS))}"
+        )
+    defaults = LOSS_DEFAULTS[cfg.loss.name]
+    if cfg.loss.margin is None:
+        cfg.loss.margin = defaults["margin"]
+    if cfg.loss.miner is None:
+        cfg.loss.miner = defaults["miner"]
+    if cfg.loss.distance not in ("euclidean", "cosine"):
+        raise ConfigError(f"unknown distance '{cfg.loss.distance}'; choose euclidean or cosine")
+    if cfg.split.mode not in ("classes", "samples"):
+        raise ConfigError(f"unknown split mode '{cfg.split.mode}'; choose classes or samples")
+    t = cfg.train
+    checks = [
+        (t.epochs >= 1, "train.epochs must be >= 1"),
+        (t.samples_per_class >= 2, "train.samples_per_class must be >= 2"),
+        (t.batch_size >= 2 * t.samples_per_class, "train.batch_size must be >= 2 x K"),
+        (t.lr > 0, "train.lr must be > 0"),
+        (cfg.data.image_size >= 8, "data.image_size must be >= 8"),
+        (cfg.data.channels in (0, 1, 3), "data.channels must be 0, 1 or 3"),
+        (0 <= cfg.split.val_fraction < 1, "split.val_fraction must be in [0, 1)"),
+        (0 <= cfg.split.test_fraction < 1, "split.test_fraction must be in [0, 1)"),
+        (0 <= cfg.split.test_class_fraction < 1, "split.test_class_fraction must be in [0, 1)"),
+        (t.device in ("cpu", "cuda") or t.device.startswith("cuda:"), "train.device: cpu|cuda"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    return cfg

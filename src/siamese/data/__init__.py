@@ -1,0 +1,1 @@
+"""Data: labeled data sets, image reading, splits, samplers and augmentation."""

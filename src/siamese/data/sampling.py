@@ -1,0 +1,143 @@
+"""Samplers: P x K class-balanced batches, balanced pairs, triplets and N-way K-shot episodes.
+
+Every sampler draws from a numpy Generator that the caller seeds: same seed, same samples.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def class_index(labels: np.ndarray) -> dict[int, np.ndarray]:
+    """class -> indices of its samples."""
+    order = np.argsort(labels, kind="stable")
+    classes, starts = np.unique(labels[order], return_index=True)
+    return {int(c): a for c, a in zip(classes, np.split(order, starts[1:]), strict=True)}
+
+
+class ClassBalancedSampler:
+    """Batches of P classes x K samples that visit every sample at least once per epoch.
+
+    Each class's samples are shuffled and cut into chunks of K (the last chunk topped up with
+    other samples of the same class). Chunks are then dealt into batches of P distinct classes,
+    classes with more chunks left going first, so that no class is left over at the end. When
+    fewer than P classes have chunks left, the batch is filled with random chunks of other classes.
+    """
+
+    def __init__(self, labels: np.ndarray, p: int, k: int, seed: int = 0) -> None:
+        self.labels = np.asarray(labels)
+        self.by_class = {c: i for c, i in class_index(self.labels).items() if len(i) >= 2}
+        if len(self.by_class) < 2:
+            raise ValueError("need at least 2 classes with 2 samples each")
+        self.p = min(p, len(self.by_class))
+        self.k = k
+        self.seed = seed
+
+    def _chunks(self, idx: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+        idx = rng.permutation(idx)
+        if len(idx) < self.k:
+            idx = np.concatenate([idx, rng.choice(idx, self.k - len(idx), replace=True)])
+        n = -(-len(idx) // self.k)
+        pad = n * self.k - len(idx)
+        if pad:  # top up the last chunk with samples from the earlier chunks (no repeats in it)
+            earlier = idx[: (n - 1) * self.k]
+            idx = np.concatenate([idx, rng.choice(earlier, pad, replace=False)])
+        return list(idx.reshape(n, self.k))
+
+    def epoch(self, epoch: int) -> list[np.ndarray]:
+        rng = np.random.default_rng([self.seed, epoch])
+        left = {c: self._chunks(i, rng) for c, i in self.by_class.items()}
+        batches = []
+        while left:
+            classes = np.array(list(left))
+            counts = np.array([len(left[c]) for c in classes], dtype=np.float64)
+            # Random order, but classes with more chunks left first: no class is stranded.
+            key = counts + rng.random(len(classes))
+            take = classes[np.argsort(-key)[: self.p]]
+            batch = [left[c].pop() for c in take]
+            for c in take:
+                if not left[c]:
+                    del left[c]
+            if len(take) < self.p:  # the last batch: fill with chunks of other classes
+                others = [c for c in self.by_class if c not in set(take.tolist())]
+                for c in rng.choice(others, self.p - len(take), replace=False):
+                    batch.append(rng.choice(self.by_class[c], self.k,
+                                            replace=len(self.by_class[c]) < self.k))
+            batches.append(np.concatenate(batch))
+        order = rng.permutation(len(batches))
+        return [batches[i] for i in order]
+
+    def batches_per_epoch(self) -> int:
+        return len(self.epoch(0))
+
+
+def sample_pairs(labels: np.ndarray, n: int, rng: np.random.Generator):
+    """n balanced pairs: n//2 positives (same class, two different samples) and the rest negatives.
+
+    Returns (i, j, y) int64 arrays, y = 1 for same class. Classes for positives are drawn in
+    proportion to how many pairs they can make... approximately: by sample count.
+    """
+    by_class = class_index(np.asarray(labels))
+    pos_classes = np.array([c for c, i in by_class.items() if len(i) >= 2])
+    if len(pos_classes) == 0 or len(by_class) < 2:
+        raise ValueError("need a class with 2 samples and at least 2 classes for pairs")
+    n_pos = n // 2
+    n_neg = n - n_pos
+    weights = np.array([len(by_class[c]) for c in pos_classes], dtype=np.float64)
+    pc = rng.choice(pos_classes, n_pos, p=weights / weights.sum())
+    i_pos, j_pos = np.empty(n_pos, np.int64), np.empty(n_pos, np.int64)
+    for t, c in enumerate(pc):
+        i_pos[t], j_pos[t] = rng.choice(by_class[c], 2, replace=False)
+    labels = np.asarray(labels)
+    i_neg = rng.integers(0, len(labels), n_neg)
+    j_neg = rng.integers(0, len(labels), n_neg)
+    bad = labels[i_neg] == labels[j_neg]
+    while bad.any():  # redraw the partners that landed in the same class
+        j_neg[bad] = rng.integers(0, len(labels), int(bad.sum()))
+        bad = labels[i_neg] == labels[j_neg]
+    y = np.concatenate([np.ones(n_pos, np.int64), np.zeros(n_neg, np.int64)])
+    return np.concatenate([i_pos, i_neg]), np.concatenate([j_pos, j_neg]), y
+
+
+def sample_triplets(labels: np.ndarray, n: int, rng: np.random.Generator):
+    """n random triplets (anchor, positive of the same class, negative of another class)."""
+    labels = np.asarray(labels)
+    by_class = class_index(labels)
+    anchors_ok = np.flatnonzero([len(by_class[int(c)]) >= 2 for c in labels])
+    a = rng.choice(anchors_ok, n)
+    p = np.empty(n, np.int64)
+    for t, i in enumerate(a):
+        same = by_class[int(labels[i])]
+        cand = same[same != i]
+        p[t] = rng.choice(cand)
+    neg = rng.integers(0, len(labels), n)
+    bad = labels[neg] == labels[a]
+    while bad.any():
+        neg[bad] = rng.integers(0, len(labels), int(bad.sum()))
+        bad = labels[neg] == labels[a]
+    return a, p, neg
+
+
+def sample_episode(
+    labels: np.ndarray, n_way: int, k_shot: int, n_query: int, rng: np.random.Generator,
+    classes: np.ndarray | None = None,
+):
+    """One N-way K-shot episode: (support (N*K,), support class (N*K,), query, query class).
+
+    Class ids in the episode are 0..N-1 in the order drawn. Only classes with at least
+    k_shot + 1 samples take part; `classes` restricts the draw (e.g. to one alphabet).
+    """
+    by_class = class_index(np.asarray(labels))
+    pool = [c for c in (by_class if classes is None else classes)
+            if len(by_class.get(int(c), ())) >= k_shot + 1]
+    chosen = rng.choice(pool, n_way, replace=False)
+    support, query, s_cls, q_cls = [], [], [], []
+    for e, c in enumerate(chosen):
+        idx = rng.permutation(by_class[int(c)])
+        q = idx[k_shot: k_shot + n_query]
+        support.append(idx[:k_shot])
+        query.append(q)
+        s_cls.append(np.full(k_shot, e))
+        q_cls.append(np.full(len(q), e))
+    return (np.concatenate(support), np.concatenate(s_cls), np.concatenate(query),
+            np.concatenate(q_cls))

@@ -1,0 +1,49 @@
+"""Random affine augmentation of image batches (rotation, shear, scale, translation).
+
+Applied on whole batches with one `affine_grid` + `grid_sample`, which is far cheaper on CPU than
+a per-image PIL pipeline. Borders are replicated so that backgrounds stay background.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..config import AugmentConfig
+
+
+def random_affine(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
+    """x: (B, C, H, W) -> the same shape, each image with its own random affine distortion."""
+    b = x.shape[0]
+
+    def uniform(limit: float) -> torch.Tensor:
+        return (torch.rand(b, generator=gen) * 2 - 1) * limit
+
+    angle = uniform(math.radians(cfg.rotate))
+    shear = uniform(cfg.shear)
+    scale = 1 + uniform(cfg.scale)
+    tx, ty = uniform(cfg.translate * 2), uniform(cfg.translate * 2)  # grid units span 2
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    # theta maps output coordinates to input coordinates: rotation @ shear, divided by scale.
+    a11 = cos / scale
+    a12 = (cos * shear - sin) / scale
+    a21 = sin / scale
+    a22 = (sin * shear + cos) / scale
+    theta = torch.stack([torch.stack([a11, a12, tx], 1), torch.stack([a21, a22, ty], 1)], 1)
+    grid = F.affine_grid(theta.to(x.dtype).to(x.device), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def add_rotated_classes(x: torch.Tensor, y, classes: list[str]):
+    """Each class rotated by 90, 180 and 270 degrees becomes a new class (4x the classes)."""
+    import numpy as np
+
+    xs, ys, names = [x], [y], list(classes)
+    n = len(classes)
+    for r in (1, 2, 3):
+        xs.append(torch.rot90(x, r, dims=(2, 3)))
+        ys.append(y + r * n)
+        names += [f"{c}@rot{90 * r}" for c in classes]
+    return torch.cat(xs), np.concatenate(ys), names

@@ -1,0 +1,61 @@
+"""Embed a file, a folder or a vector table with a trained run, writing .npy + an index CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_write, atomic_write_bytes
+from .data.images import is_image_name
+from .errors import DataError
+
+
+def list_inputs(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and is_image_name(p.name))
+        if files:
+            return files
+        raise DataError(f"no images found in {path}; expected image files (png, jpg, ...)")
+    raise DataError(f"{path} does not exist; give an image, a folder or a .csv/.npy")
+
+
+def embed_path(run: str | Path, inputs: str | Path, out: str | Path,
+               device: str = "cpu") -> tuple[int, int]:
+    from .api import load
+    from .data.datasets import load_csv, load_npy
+
+    model = load(run, device=device)
+    inputs, out = Path(inputs), Path(out)
+    if model.preprocessing.kind == "vector":
+        if inputs.suffix.lower() not in (".csv", ".npy") or not inputs.is_file():
+            raise DataError(f"{inputs}: this model embeds vectors; give a .csv or .npy file")
+        label_column = model.card["config"]["data"]["label_column"]
+        loader = load_csv if inputs.suffix.lower() == ".csv" else load_npy
+        data = loader(inputs, label_column)
+        emb = model.embed_tensor(model.preprocessing.normalize(data.x)).numpy()
+        rows = [(s, data.classes[y]) for s, y in zip(data.sources, data.y, strict=True)]
+    else:
+        files = list_inputs(inputs)
+        root = inputs if inputs.is_dir() else inputs.parent
+        emb = np.concatenate([model.embed(files[i:i + 256]) for i in range(0, len(files), 256)])
+        rows = [(str(f), f.parent.relative_to(root).as_posix() if f.parent != root else "")
+                for f in files]
+    buf = io.BytesIO()
+    np.save(buf, emb.astype(np.float32))
+    atomic_write_bytes(out, buf.getvalue())
+    index = out.with_suffix(".csv")
+
+    def write_index(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["row", "source", "label"])
+            for i, (s, label) in enumerate(rows):
+                w.writerow([i, s, label])
+
+    atomic_write(index, write_index)
+    return emb.shape[0], emb.shape[1]

@@ -1,0 +1,21 @@
+"""User-facing errors. Each one carries a single line that names the file or value and the fix.
+
+The CLI turns these into `error: <message>` and exit code 2; anything else is a bug and keeps its
+traceback.
+"""
+
+
+class SiameseError(Exception):
+    """Base class of every error caused by the user's input rather than by a bug."""
+
+
+class DataError(SiameseError):
+    """A data set, image or vector file is missing, empty, unreadable or malformed."""
+
+
+class ConfigError(SiameseError):
+    """A configuration value or key is wrong (unknown key, unknown component, bad range)."""
+
+
+class ArtifactError(SiameseError):
+    """A run folder, checkpoint or gallery is missing, truncated or incompatible."""

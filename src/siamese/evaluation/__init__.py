@@ -1,0 +1,1 @@
+"""Evaluation: verification, few-shot episodes, retrieval (pure functions on scores/embeddings)."""

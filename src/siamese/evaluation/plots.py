@@ -1,0 +1,58 @@
+"""Plots a person would rather see than read: ROC curve, score histogram, training curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import roc_curve  # noqa: E402
+
+from ..atomic import atomic_write  # noqa: E402
+
+
+def _save(fig, path: Path) -> None:
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+    plt.close(fig)
+
+
+def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], path: Path) -> None:
+    """curves: name -> (labels, scores, auc)."""
+    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    for name, (labels, scores, auc) in curves.items():
+        fpr, tpr, _ = roc_curve(labels, scores)
+        ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set(xlabel="false accept rate", ylabel="true accept rate", title="Verification ROC")
+    ax.legend(loc="lower right", fontsize=8)
+    _save(fig, path)
+
+
+def plot_score_hist(labels: np.ndarray, scores: np.ndarray, threshold: float | None,
+                    title: str, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    bins = np.linspace(float(scores.min()), float(scores.max()) + 1e-9, 41)
+    ax.hist(scores[labels == 1], bins=bins, alpha=0.6, label="same class", color="tab:green")
+    ax.hist(scores[labels == 0], bins=bins, alpha=0.6, label="different class", color="tab:red")
+    if threshold is not None:
+        ax.axvline(threshold, color="k", ls="--", lw=1, label=f"threshold {threshold:.3f}")
+    ax.set(xlabel="similarity", ylabel="pairs", title=title)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def plot_history(history: list[dict], path: Path) -> None:
+    epochs = [h["epoch"] for h in history]
+    fig, ax1 = plt.subplots(figsize=(5, 3.4))
+    ax1.plot(epochs, [h["loss"] for h in history], color="tab:blue", label="train loss")
+    ax1.set(xlabel="epoch", ylabel="train loss")
+    if any("val_auc" in h for h in history):
+        ax2 = ax1.twinx()
+        ax2.plot(epochs, [h.get("val_auc", np.nan) for h in history], color="tab:orange",
+                 label="val ROC AUC")
+        ax2.set_ylabel("val ROC AUC")
+    ax1.set_title("Training")
+    _save(fig, path)

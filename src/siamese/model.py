@@ -1,0 +1,84 @@
+"""`Model`: a trained SiameseNet with its preprocessing and card, ready to embed and compare."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .artifact import load_tensors, read_card
+from .config import config_from_dict
+from .data.preprocessing import Preprocessing
+from .errors import ArtifactError
+from .models.build import build_net
+from .models.siamese import SiameseNet
+
+
+class Model:
+    """Use `siamese.load(run)` to get one."""
+
+    def __init__(self, net: SiameseNet, preprocessing: Preprocessing, card: dict,
+                 run: Path | None = None, device: str = "cpu") -> None:
+        self.net = net.to(device).eval()
+        self.preprocessing = preprocessing
+        self.card = card
+        self.run = run
+        self.device = device
+
+    @classmethod
+    def load(cls, run: str | Path, device: str = "cpu") -> Model:
+        run = Path(run)
+        card = read_card(run)
+        cfg = config_from_dict(card["config"], str(run / "card.json"))
+        pre = Preprocessing(**card["preprocessing"])
+        net = build_net(cfg, pre.input_shape, pre.kind)
+        state = load_tensors(run / "model.safetensors")
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as e:
+            raise ArtifactError(f"{run / 'model.safetensors'} does not match its card "
+                                f"({str(e).splitlines()[0][:80]}); train again") from None
+        return cls(net, pre, card, run, device)
+
+    @property
+    def threshold(self) -> float:
+        """The verification threshold calibrated on the validation split (0.5 if none)."""
+        t = self.card.get("threshold")
+        return 0.5 if t is None else float(t)
+
+    @torch.no_grad()
+    def embed_tensor(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        """Normalised inputs (N, *input_shape) -> embeddings (N, D) on the CPU."""
+        self.net.eval()
+        out = [self.net.embed(x[i:i + batch_size].to(self.device)).cpu()
+               for i in range(0, len(x), batch_size)]
+        return torch.cat(out) if out else torch.zeros(0, self.net.dim)
+
+    def to_tensor(self, items: Sequence) -> torch.Tensor:
+        return torch.cat([self.preprocessing.load_input(it) for it in items])
+
+    def embed(self, items) -> np.ndarray:
+        """Paths, images or vectors -> (N, D) float32 embeddings. A single item gives (1, D)."""
+        if isinstance(items, str | Path | bytes) or (
+            self.preprocessing.kind == "vector" and np.ndim(items) == 1
+        ) or hasattr(items, "convert"):
+            items = [items]
+        return self.embed_tensor(self.to_tensor(list(items))).numpy()
+
+    @torch.no_grad()
+    def score_embeddings(self, h1: torch.Tensor, h2: torch.Tensor) -> np.ndarray:
+        """Similarities in [0, 1] of embedding pairs (B, D), (B, D) -> (B,)."""
+        self.net.eval()
+        return self.net.score(torch.as_tensor(h1), torch.as_tensor(h2)).numpy()
+
+    def similarity(self, a, b) -> float:
+        """Similarity of two inputs in [0, 1]; 1 means the same class."""
+        h = self.embed_tensor(self.to_tensor([a, b]))
+        return float(self.score_embeddings(h[:1], h[1:])[0])
+
+    def verify(self, a, b) -> tuple[float, bool]:
+        """(similarity, same?) at the calibrated threshold."""
+        s = self.similarity(a, b)
+        return s, s >= self.threshold

@@ -1,0 +1,19 @@
+"""Build a SiameseNet from the resolved config."""
+
+from __future__ import annotations
+
+from ..config import Config
+from .encoders import create_encoder, default_encoder
+from .siamese import SiameseNet
+
+
+def scorer_for(cfg: Config) -> str:
+    """The pair head scores pairs when it was trained (loss 'pair'); otherwise the distance."""
+    return "head" if cfg.loss.name == "pair" else cfg.loss.distance
+
+
+def build_net(cfg: Config, input_shape: list[int], kind: str) -> SiameseNet:
+    name = cfg.model.encoder if cfg.model.encoder != "auto" else default_encoder(kind)
+    encoder = create_encoder(name, tuple(input_shape), cfg.model.width)
+    return SiameseNet(encoder, cfg.model.embedding_dim, cfg.model.normalize,
+                      cfg.model.head_hidden, scorer_for(cfg))

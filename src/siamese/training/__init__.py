@@ -1,0 +1,1 @@
+"""Training: a plain loop (Trainer) plus callbacks."""

@@ -1,0 +1,107 @@
+"""Callbacks: progress bar, validation, checkpoints, early stopping, wall-clock limit."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .trainer import Callback, Trainer
+
+
+class ProgressBar(Callback):
+    """A bar per epoch with loss, batches/s and ETA; a one-line summary after each epoch."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.bar: tqdm | None = None
+
+    def on_epoch_start(self, trainer, epoch, n_batches):
+        if self.enabled:
+            # disable=None: no bar when stderr is not a terminal (CI logs get the epoch lines).
+            self.bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{trainer.epochs}",
+                            unit="batch", leave=False, file=sys.stderr, dynamic_ncols=True,
+                            disable=None)
+
+    def on_batch_end(self, trainer, loss):
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{loss:.4f}")
+
+    def on_epoch_end(self, trainer, logs):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if self.enabled:
+            extra = "".join(f"  {k} {v:.4f}" for k, v in logs.items()
+                            if k not in ("epoch", "loss") and isinstance(v, float))
+            print(f"epoch {logs['epoch']}/{trainer.epochs}  loss {logs['loss']:.4f}{extra}",
+                  file=sys.stderr)
+
+
+class Validation(Callback):
+    """Scores fixed validation pairs each epoch: logs val_auc."""
+
+    def __init__(self, evaluate: Callable[[], float]) -> None:
+        self.evaluate = evaluate
+
+    def on_epoch_end(self, trainer, logs):
+        trainer.net.eval()
+        with torch.no_grad():
+            logs["val_auc"] = float(self.evaluate())
+        trainer.net.train()
+
+
+class Checkpoint(Callback):
+    """After every epoch: the resume checkpoint; and `on_best` when val_auc improves (or every
+    epoch when there is no validation)."""
+
+    def __init__(self, save_last: Callable[[Trainer, dict], None],
+                 on_best: Callable[[Trainer, dict], None], best: float = -np.inf) -> None:
+        self.save_last, self.on_best, self.best = save_last, on_best, best
+
+    def on_epoch_end(self, trainer, logs):
+        score = logs.get("val_auc", logs["epoch"])  # no validation: the latest is the best
+        if score > self.best:
+            self.best = score
+            logs["best"] = True
+            self.on_best(trainer, logs)
+        self.save_last(trainer, {**logs, "best_score": self.best})
+
+
+class EarlyStopping(Callback):
+    def __init__(self, patience: int) -> None:
+        self.patience = patience
+        self.best, self.bad = -np.inf, 0
+
+    def on_epoch_end(self, trainer, logs):
+        score = logs.get("val_auc")
+        if score is None or self.patience <= 0:
+            return
+        if score > self.best:
+            self.best, self.bad = score, 0
+        else:
+            self.bad += 1
+            if self.bad >= self.patience:
+                logs["stopped"] = "early stopping"
+                trainer.stop = True
+
+
+class TimeLimit(Callback):
+    """Stops at the end of the epoch that crosses the wall-clock limit."""
+
+    def __init__(self, minutes: float) -> None:
+        self.seconds = minutes * 60
+        self.start = 0.0
+
+    def on_train_start(self, trainer):
+        self.start = time.monotonic()
+
+    def on_epoch_end(self, trainer, logs):
+        if self.seconds > 0 and time.monotonic() - self.start >= self.seconds:
+            logs["stopped"] = "time limit"
+            trainer.stop = True
