@@ -1,0 +1,61 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+SHARED_DATA = Path(os.environ.get("SIAMESE_DATA", Path(__file__).parents[2] / "shared" / "data"))
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+
+def make_image_tree(root: Path, classes: int = 3, per_class: int = 6, size: int = 12,
+                    mode: str = "L") -> Path:
+    """Class folders of small synthetic images: class c is a bright square at a c-dependent
+    place, plus noise, so that classes are separable but samples differ."""
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        d = root / f"class_{c}"
+        d.mkdir(parents=True)
+        for i in range(per_class):
+            a = rng.integers(0, 60, (size, size)).astype(np.uint8)
+            o = (c * 3) % (size - 4)
+            a[o:o + 4, o:o + 4] = 255
+            img = Image.fromarray(a, "L").convert(mode)
+            img.save(d / f"img_{i}.png")
+    return root
+
+
+@pytest.fixture
+def image_tree(tmp_path) -> Path:
+    return make_image_tree(tmp_path / "photos")
+
+
+TINY_TOML = """
+[data]
+image_size = 8
+[split]
+test_classes = ["7", "8", "9"]
+[model]
+width = 8
+embedding_dim = 16
+[train]
+epochs = 2
+batch_size = 32
+[eval]
+episodes = 20
+pairs = 400
+"""
+
+
+@pytest.fixture
+def tiny_config(tmp_path) -> Path:
+    p = tmp_path / "tiny.toml"
+    p.write_text(TINY_TOML)
+    return p

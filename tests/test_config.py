@@ -1,0 +1,53 @@
+import pytest
+
+from siamese.config import (Config, apply_overrides, config_from_dict, load_config, resolve)
+from siamese.errors import ConfigError
+
+
+def test_unknown_key_is_an_error_naming_it(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text("[train]\nepochs = 3\nepocs = 4\n")
+    with pytest.raises(ConfigError, match="unknown key 'epocs'.*epochs"):
+        load_config(p)
+
+
+def test_unknown_section_is_an_error():
+    with pytest.raises(ConfigError, match="unknown key 'trian'"):
+        config_from_dict({"trian": {}})
+
+
+def test_wrong_type_is_an_error():
+    with pytest.raises(ConfigError, match="train.*epochs"):
+        config_from_dict({"train": {"epochs": "ten"}})
+
+
+def test_toml_values_and_overrides(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text('[loss]\nname = "contrastive"\n[split]\ntest_classes = ["a", "b"]\n')
+    cfg = load_config(p)
+    apply_overrides(cfg, {"train.epochs": 7, "loss.margin": None, "split.test_classes": "x,y"})
+    assert cfg.loss.name == "contrastive" and cfg.train.epochs == 7
+    assert cfg.split.test_classes == ["x", "y"]
+
+
+def test_resolve_fills_loss_defaults():
+    cfg = resolve(config_from_dict({"loss": {"name": "triplet"}}))
+    assert cfg.loss.margin == 0.2 and cfg.loss.miner == "semi-hard"
+    cfg = resolve(config_from_dict({"loss": {"name": "contrastive", "margin": 2}}))
+    assert cfg.loss.margin == 2.0
+
+
+def test_roundtrip_through_dict():
+    cfg = resolve(Config())
+    assert config_from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("values, match", [
+    ({"loss": {"name": "hinge"}}, "unknown loss 'hinge'"),
+    ({"loss": {"distance": "manhattan"}}, "unknown distance"),
+    ({"train": {"epochs": 0}}, "epochs"),
+    ({"split": {"mode": "random"}}, "split mode"),
+])
+def test_resolve_rejects_bad_values(values, match):
+    with pytest.raises(ConfigError, match=match):
+        resolve(config_from_dict(values))
