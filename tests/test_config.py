@@ -1,6 +1,6 @@
 import pytest
 
-from siamese.config import (Config, apply_overrides, config_from_dict, load_config, resolve)
+from siamese.config import Config, apply_overrides, config_from_dict, load_config, resolve
 from siamese.errors import ConfigError
 
 

@@ -3,8 +3,12 @@ import pytest
 
 from siamese.config import SplitConfig
 from siamese.data.labeled import LabeledData
-from siamese.data.sampling import (ClassBalancedSampler, sample_episode, sample_pairs,
-                                   sample_triplets)
+from siamese.data.sampling import (
+    ClassBalancedSampler,
+    sample_episode,
+    sample_pairs,
+    sample_triplets,
+)
 from siamese.data.splits import make_split
 from siamese.errors import ConfigError, DataError
 

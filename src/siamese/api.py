@@ -11,8 +11,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .artifact import (load_checkpoint, load_tensors, read_card, read_json, save_checkpoint,
-                       save_tensors, write_card)
+from .artifact import (
+    load_checkpoint,
+    load_tensors,
+    read_card,
+    read_json,
+    save_checkpoint,
+    save_tensors,
+    write_card,
+)
 from .atomic import atomic_write_json
 from .config import Config, EvalConfig, config_from_dict, resolve
 from .data.datasets import load_dataset
@@ -63,11 +70,13 @@ def _prepare_out(out: Path, force: bool) -> None:
 
 
 def train(config: Config | dict | None = None, out: str | Path = "runs/latest", *,
-          resume: bool = False, force: bool = False, quiet: bool = False) -> Model:
+          resume: bool = False, force: bool = False, quiet: bool = False,
+          epochs: int | None = None) -> Model:
     """Train a Siamese network and write the run folder `out`; returns the trained Model.
 
     config: a Config, or a dict of sections as in the TOML file ({"data": {"path": ...}}).
-    resume: continue the run in `out` from its last checkpoint (its saved config is used).
+    resume: continue the run in `out` from its last checkpoint (its saved config is used;
+    `config` is ignored then). epochs: overrides the number of epochs (e.g. more on resume).
     """
     out = Path(out)
     if resume:
@@ -77,10 +86,10 @@ def train(config: Config | dict | None = None, out: str | Path = "runs/latest", 
                                 "missing); start a new run without --resume")
         saved = read_json(out / "config.json", "the run's config")
         cfg = config_from_dict(saved, str(out / "config.json"))
-        if isinstance(config, Config):  # allow e.g. more epochs on resume
-            cfg.train.epochs = config.train.epochs
     else:
         cfg = config if isinstance(config, Config) else config_from_dict(config or {})
+    if epochs is not None:
+        cfg.train.epochs = epochs
     cfg = resolve(cfg)
     device = _device(cfg.train.device)
     if cfg.train.threads:

@@ -30,7 +30,8 @@ def _train(args: argparse.Namespace) -> int:
     apply_overrides(cfg, {field: getattr(args, flag) for flag, field in TRAIN_FLAGS.items()})
     if args.no_augment:
         cfg.augment.enabled = False
-    model = train(cfg, args.out, resume=args.resume, force=args.force, quiet=args.quiet)
+    model = train(None if args.resume else cfg, args.out, resume=args.resume, force=args.force,
+                  quiet=args.quiet, epochs=args.epochs)
     card = model.card
     print(f"run saved to {args.out} (threshold {card['threshold']:.3f})"
           if card.get("threshold") is not None else f"run saved to {args.out}")

@@ -64,7 +64,9 @@ def _image_listing(path: Path) -> tuple[list[str], list, list[str]]:
             )
             data = [zf.read(n) for n in members]
     except (zipfile.BadZipFile, OSError) as e:
-        raise DataError(f"cannot read zip file {path} ({e}); check that the download is complete")
+        raise DataError(
+            f"cannot read zip file {path} ({e}); check that the download is complete"
+        ) from None
     return members, data, [f"{path}:{m}" for m in members]
 
 

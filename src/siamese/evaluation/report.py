@@ -94,7 +94,8 @@ def format_table(metrics: dict[str, dict]) -> str:
         cells = []
         for m in metrics.values():
             r = get(m, "few_shot", k)
-            cells.append("-" if r is None else f"{100 * r['accuracy']:.1f}% +- {100 * r['ci95']:.1f}")
+            cells.append("-" if r is None else
+                         f"{100 * r['accuracy']:.1f}% +- {100 * r['ci95']:.1f}")
         rows.append((k, cells))
     for label, key in [("precision@1", "precision@1"), ("R-precision", "r_precision"),
                        ("MAP@R", "map@r")]:

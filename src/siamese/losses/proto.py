@@ -25,7 +25,7 @@ class PrototypicalLoss(TupleLoss):
     def forward(self, emb: torch.Tensor, labels: torch.Tensor, tuples=None) -> torch.Tensor:
         classes = torch.unique(labels)
         support, queries, q_target = [], [], []
-        for c_i, c in enumerate(classes):
+        for c in classes:
             idx = torch.nonzero(labels == c).squeeze(1)
             if len(idx) < 2:
                 continue

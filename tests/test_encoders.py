@@ -1,0 +1,55 @@
+import pytest
+import torch
+
+from siamese.errors import ConfigError
+from siamese.models import ENCODERS, SiameseNet, create_encoder
+from siamese.models.encoders import IMAGE_ENCODERS
+
+
+def _shape(name):
+    return (1, 16, 16) if name in IMAGE_ENCODERS else (10,)
+
+
+@pytest.mark.parametrize("name", ENCODERS.names())
+def test_encoder_contract(name):
+    enc = create_encoder(name, _shape(name), width=8)
+    out = enc(torch.randn(3, *_shape(name)))
+    assert out.shape == (3, enc.num_features)
+    out.sum().backward()
+    assert all(p.grad is not None for p in enc.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("name", sorted(IMAGE_ENCODERS))
+@pytest.mark.parametrize("size", [8, 28, 33])
+def test_image_encoders_take_any_size(name, size):
+    enc = create_encoder(name, (3, size, size), width=4)
+    assert enc(torch.randn(2, 3, size, size)).shape == (2, enc.num_features)
+
+
+def test_unknown_encoder_names_the_choices():
+    with pytest.raises(ConfigError, match="unknown encoder 'vgg'.*conv4"):
+        create_encoder("vgg", (1, 8, 8))
+
+
+@pytest.mark.parametrize("scorer", ["head", "euclidean", "cosine"])
+def test_branches_share_one_encoder(scorer):
+    net = SiameseNet(create_encoder("conv4", (1, 16, 16), 8), 16, True, 8, scorer).eval()
+    x1, x2 = torch.randn(4, 1, 16, 16), torch.randn(4, 1, 16, 16)
+    h1, h2 = net(x1, x2)
+    # the same module and weights: each branch equals embedding that input alone
+    assert torch.allclose(h1, net.embed(x1), atol=1e-5)
+    assert torch.allclose(h2, net.embed(x2), atol=1e-5)
+    s = net.score(h1, h2)
+    assert s.shape == (4,) and ((s >= 0) & (s <= 1)).all()
+    assert torch.allclose(net.score(h1, h2), net.score(h2, h1), atol=1e-6)  # symmetric
+    m = net.score_matrix(h1, h2)
+    assert torch.allclose(m.diagonal(), s, atol=1e-5)
+    if scorer != "head":
+        assert torch.allclose(net.score(h1, h1), torch.ones(4), atol=1e-5)
+
+
+def test_gradient_flows_through_head_into_encoder():
+    net = SiameseNet(create_encoder("conv4", (1, 16, 16), 8), 16, True, 8, "head")
+    h1, h2 = net(torch.randn(4, 1, 16, 16), torch.randn(4, 1, 16, 16))
+    net.head(h1, h2).sum().backward()
+    assert net.encoder[0][0].weight.grad.abs().sum() > 0
