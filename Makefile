@@ -14,7 +14,6 @@ $(STAMP): pyproject.toml constraints.txt
 # Train on digits 0-5 (bundled with scikit-learn), evaluate on the never-seen digits 6-9.
 demo: $(STAMP)
 	$(VENV)/bin/siamese train --config configs/digits.toml --out runs/demo --force
-	$(VENV)/bin/siamese evaluate runs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q
