@@ -8,7 +8,6 @@ Writes JSON (every run, medians) and prints a markdown table.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time

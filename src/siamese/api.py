@@ -35,7 +35,7 @@ from .evaluation.verification import best_threshold, verification_metrics
 from .losses import create_loss, create_miner
 from .model import Model
 from .models.build import build_net
-from .training.callbacks import Checkpoint, EarlyStopping, ProgressBar, TimeLimit, Validation
+from .training.callbacks import Checkpoint, EarlyStopping, ProgressBar, Validation
 from .training.trainer import Trainer
 
 
@@ -173,14 +173,15 @@ def train(config: Config | dict | None = None, out: str | Path = "runs/latest", 
 
     callbacks = [Validation(val_auc)] if val_pairs is not None else []
     callbacks += [Checkpoint(save_last, on_best, best), EarlyStopping(cfg.train.patience),
-                  TimeLimit(cfg.train.max_minutes), ProgressBar(not quiet)]
+                  ProgressBar(not quiet)]
     augment = None
     if cfg.augment.enabled and data.kind == "image":
         def augment(xb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
             return random_affine(xb, cfg.augment, gen)
 
     trainer = Trainer(net, loss_fn, miner, optimizer, x_train, y_train, sampler,
-                      cfg.train.epochs, cfg.train.seed, augment, callbacks, device)
+                      cfg.train.epochs, cfg.train.seed, augment, callbacks, device,
+                      max_seconds=cfg.train.max_minutes * 60)
     trainer.history = history
     t0 = time.monotonic()
     if start_epoch < cfg.train.epochs:
@@ -198,7 +199,8 @@ def train(config: Config | dict | None = None, out: str | Path = "runs/latest", 
     write_card(out, card)
     plot_history(trainer.history, out / "training.png")
     model.card = read_card(out)
-    evaluate(model, eval_config=cfg.eval, _data=data, _split=split)
+    if len(split.test_unseen) or len(split.test_seen):
+        evaluate(model, eval_config=cfg.eval, _data=data, _split=split)
     return model
 
 

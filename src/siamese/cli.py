@@ -46,10 +46,26 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .evaluation.report import format_table
 
     model = load(args.run, device=args.device)
+    if args.omniglot_runs:
+        return _omniglot(model, args)
     metrics = evaluate(model, data=args.data, out=args.out)
     print(format_table(metrics))
     where = Path(args.out) if args.out else Path(args.run)
     print(f"metrics written to {where / 'metrics.json'}")
+    return 0
+
+
+def _omniglot(model, args: argparse.Namespace) -> int:
+    from .evaluation.omniglot import evaluate_official_runs
+
+    where = Path(args.out) if args.out else Path(args.run)
+    r = evaluate_official_runs(model, args.omniglot_runs, where)
+    print("| run | accuracy |\n|---|---|")
+    for name, acc in r["per_run"].items():
+        print(f"| {name} | {100 * acc:.1f}% |")
+    print(f"| **all {r['trials']} trials** | **{100 * r['accuracy']:.2f}%** |")
+    print(f"{len(r['wrong'])} items answered wrongly; scored in {r['seconds']:.2f} s; "
+          f"details in {where / 'omniglot.json'}, trials in {where / 'omniglot_trials.png'}")
     return 0
 
 
@@ -109,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run")
     e.add_argument("--data", help="evaluate on this data instead of the run's test split")
     e.add_argument("--out", help="folder for metrics.json and plots (default: the run)")
+    e.add_argument("--omniglot-runs", help="score Lake's 20 official one-shot runs "
+                   "(all_runs.zip or its folder) instead")
     e.add_argument("--device", default="cpu")
     e.set_defaults(func=_evaluate)
 

@@ -1,9 +1,8 @@
-"""Callbacks: progress bar, validation, checkpoints, early stopping, wall-clock limit."""
+"""Callbacks: progress bar, validation, checkpoints, early stopping."""
 
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -89,19 +88,3 @@ class EarlyStopping(Callback):
             if self.bad >= self.patience:
                 logs["stopped"] = "early stopping"
                 trainer.stop = True
-
-
-class TimeLimit(Callback):
-    """Stops at the end of the epoch that crosses the wall-clock limit."""
-
-    def __init__(self, minutes: float) -> None:
-        self.seconds = minutes * 60
-        self.start = 0.0
-
-    def on_train_start(self, trainer):
-        self.start = time.monotonic()
-
-    def on_epoch_end(self, trainer, logs):
-        if self.seconds > 0 and time.monotonic() - self.start >= self.seconds:
-            logs["stopped"] = "time limit"
-            trainer.stop = True

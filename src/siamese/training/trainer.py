@@ -4,6 +4,7 @@ rest (progress, validation, checkpoints, early stopping, time limit)."""
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -29,7 +30,7 @@ class Trainer:
         optimizer: torch.optim.Optimizer, x: torch.Tensor, y: np.ndarray,
         sampler: ClassBalancedSampler, epochs: int, seed: int = 0,
         augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
-        callbacks: Sequence[Callback] = (), device: str = "cpu",
+        callbacks: Sequence[Callback] = (), device: str = "cpu", max_seconds: float = 0.0,
     ) -> None:
         self.net, self.loss_fn, self.miner, self.optimizer = net, loss_fn, miner, optimizer
         self.x, self.y = x, torch.as_tensor(y)
@@ -39,6 +40,16 @@ class Trainer:
         self.history: list[dict] = []
         self.epoch = 0
         self.stop = False
+        # A wall-clock budget: the schedule follows time instead of epochs, and training stops
+        # mid-epoch when the budget is spent (validation and checkpoint still run).
+        self.max_seconds = max_seconds
+        self.started = 0.0
+
+    def progress(self, epoch: int, i: int, n: int) -> float:
+        by_epoch = (epoch + i / n) / self.epochs
+        if self.max_seconds <= 0:
+            return by_epoch
+        return max(by_epoch, (time.monotonic() - self.started) / self.max_seconds)
 
     def set_lr(self, progress: float) -> None:
         """Cosine decay from the base rate to 1% of it; a pure function of progress in [0, 1],
@@ -61,6 +72,7 @@ class Trainer:
         return float(loss.detach())
 
     def fit(self, start_epoch: int = 0) -> list[dict]:
+        self.started = time.monotonic()
         for cb in self.callbacks:
             cb.on_train_start(self)
         for epoch in range(start_epoch, self.epochs):
@@ -73,11 +85,19 @@ class Trainer:
                 cb.on_epoch_start(self, epoch, len(batches))
             losses = []
             for i, batch in enumerate(batches):
-                self.set_lr((epoch + i / len(batches)) / self.epochs)
+                p = self.progress(epoch, i, len(batches))
+                if p >= 1.0 and self.max_seconds > 0:
+                    self.stop = True
+                    break
+                self.set_lr(p)
                 losses.append(self.step(batch, gen))
                 for cb in self.callbacks:
                     cb.on_batch_end(self, losses[-1])
-            logs = {"epoch": epoch + 1, "loss": float(np.mean(losses))}
+            logs = {"epoch": epoch + 1,
+                    "loss": float(np.mean(losses)) if losses else float("nan"),
+                    "images": int(sum(len(b) for b in batches[:len(losses)]))}
+            if self.stop:
+                logs["stopped"] = "time budget"
             for cb in self.callbacks:
                 cb.on_epoch_end(self, logs)
             self.history.append(logs)
