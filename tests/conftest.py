@@ -59,3 +59,44 @@ def tiny_config(tmp_path) -> Path:
     p = tmp_path / "tiny.toml"
     p.write_text(TINY_TOML)
     return p
+
+
+@pytest.fixture(scope="session")
+def tiny_run_session(tmp_path_factory):
+    """A tiny model trained once on digits (classes 7-9 unseen). Copy it before changing it."""
+    from siamese.cli import main
+
+    root = tmp_path_factory.mktemp("tiny")
+    cfg = root / "tiny.toml"
+    cfg.write_text(TINY_TOML)
+    assert main(["train", "--config", str(cfg), "--out", str(root / "r"), "--quiet"]) == 0
+    return root / "r"
+
+
+@pytest.fixture
+def run_copy(tiny_run_session, tmp_path):
+    import shutil
+
+    shutil.copytree(tiny_run_session, tmp_path / "run")
+    return tmp_path / "run"
+
+
+def digit_png(path: Path, index: int) -> Path:
+    from sklearn.datasets import load_digits
+
+    img = load_digits().images[index] / 16 * 255
+    Image.fromarray(img.astype(np.uint8)).save(path)
+    return path
+
+
+def digit_folder(root: Path, per_class: int = 3, classes=range(10), offset: int = 0) -> Path:
+    """root/<digit>/<i>.png from the bundled digits."""
+    from sklearn.datasets import load_digits
+
+    y = load_digits().target
+    for c in classes:
+        d = root / str(c)
+        d.mkdir(parents=True, exist_ok=True)
+        for n, i in enumerate(np.flatnonzero(y == c)[offset:offset + per_class]):
+            digit_png(d / f"{n}.png", int(i))
+    return root

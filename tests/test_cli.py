@@ -8,10 +8,8 @@ import time
 
 import numpy as np
 import pytest
-from conftest import TINY_TOML, make_image_tree
-from PIL import Image
-from sklearn.datasets import load_digits
 
+from conftest import TINY_TOML, digit_png, make_image_tree
 from siamese.cli import main
 
 
@@ -20,13 +18,9 @@ def run_cli(*args):
                           capture_output=True, text=True, timeout=300)
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("run")
-    cfg = root / "tiny.toml"
-    cfg.write_text(TINY_TOML)
-    assert main(["train", "--config", str(cfg), "--out", str(root / "r"), "--quiet"]) == 0
-    return root / "r"
+@pytest.fixture
+def tiny_run(tiny_run_session):
+    return tiny_run_session
 
 
 def test_train_writes_one_self_contained_artifact(tiny_run):
@@ -49,15 +43,9 @@ def test_evaluate_prints_a_table_and_writes_metrics(tiny_run, capsys, tmp_path):
     assert 0 <= m["unseen"]["verification"]["roc_auc"] <= 1
 
 
-def _digit_png(path, index):
-    img = load_digits().images[index] / 16 * 255
-    Image.fromarray(img.astype(np.uint8)).save(path)
-    return path
-
-
 def test_compare_and_embed(tiny_run, tmp_path, capsys):
-    a = _digit_png(tmp_path / "a.png", 0)
-    b = _digit_png(tmp_path / "b.png", 1)
+    a = digit_png(tmp_path / "a.png", 0)
+    b = digit_png(tmp_path / "b.png", 1)
     assert main(["compare", str(tiny_run), str(a), str(b)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("similarity ") and "threshold" in out and ("same" in out or
@@ -65,7 +53,7 @@ def test_compare_and_embed(tiny_run, tmp_path, capsys):
     folder = tmp_path / "imgs" / "zero"
     folder.mkdir(parents=True)
     for i in range(3):
-        _digit_png(folder / f"{i}.png", i * 10)
+        digit_png(folder / f"{i}.png", i * 10)
     assert main(["embed", str(tiny_run), str(tmp_path / "imgs"), "--out",
                  str(tmp_path / "e.npy")]) == 0
     e = np.load(tmp_path / "e.npy")
@@ -77,8 +65,8 @@ def test_api_matches_cli(tiny_run, tmp_path):
     import siamese
 
     m = siamese.load(tiny_run)
-    a = _digit_png(tmp_path / "a.png", 3)
-    b = _digit_png(tmp_path / "b.png", 4)
+    a = digit_png(tmp_path / "a.png", 3)
+    b = digit_png(tmp_path / "b.png", 4)
     s = m.similarity(a, b)
     e = m.embed([a, b])
     assert s == pytest.approx(float(m.score_embeddings(e[:1], e[1:])[0]), abs=1e-5)
@@ -136,7 +124,7 @@ def test_truncated_and_incompatible_runs(tiny_run, tmp_path, capsys):
     shutil.copytree(tiny_run, bad)
     w = (bad / "model.safetensors").read_bytes()
     (bad / "model.safetensors").write_bytes(w[: len(w) // 3])
-    img = _digit_png(tmp_path / "a.png", 0)
+    img = digit_png(tmp_path / "a.png", 0)
     assert main(["compare", str(bad), str(img), str(img)]) == 2
     assert "truncated" in capsys.readouterr().err
     card = json.loads((bad / "card.json").read_text())
@@ -146,11 +134,11 @@ def test_truncated_and_incompatible_runs(tiny_run, tmp_path, capsys):
     assert "format 0" in capsys.readouterr().err
 
 
-def test_existing_run_is_not_overwritten(tiny_run, capsys):
-    before = (tiny_run / "model.safetensors").read_bytes()
-    assert main(["train", "--out", str(tiny_run)]) == 2
+def test_existing_run_is_not_overwritten(run_copy, capsys):
+    before = (run_copy / "model.safetensors").read_bytes()
+    assert main(["train", "--out", str(run_copy)]) == 2
     assert "already holds a run" in capsys.readouterr().err
-    assert (tiny_run / "model.safetensors").read_bytes() == before
+    assert (run_copy / "model.safetensors").read_bytes() == before
 
 
 def test_subprocess_error_has_no_traceback_and_debug_shows_it(tmp_path):

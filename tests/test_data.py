@@ -2,9 +2,9 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import make_image_tree
 from PIL import Image
 
+from conftest import make_image_tree
 from siamese.data.datasets import load_dataset
 from siamese.errors import DataError
 

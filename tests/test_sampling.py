@@ -94,3 +94,18 @@ def test_single_sample_class_is_a_data_error_naming_it():
     data = _data(np.array([0, 0, 0, 1, 2, 2]))
     with pytest.raises(DataError, match="class 'c1' has only 1 training sample.*s3"):
         make_split(data, SplitConfig(mode="samples", val_fraction=0, test_fraction=0), seed=0)
+
+
+def test_grouped_batches_stay_within_few_groups_and_still_visit_everything():
+    labels = np.repeat(np.arange(24), 6)
+    groups = np.arange(24) // 6  # 4 groups of 6 classes
+    plain = ClassBalancedSampler(labels, 6, 3, seed=0)
+    grouped = ClassBalancedSampler(labels, 6, 3, seed=0, groups=groups)
+
+    def mean_groups(s):
+        return np.mean([len(set(groups[labels[b]])) for b in s.epoch(0)])
+
+    assert mean_groups(grouped) < 1.5 < mean_groups(plain)
+    batches = grouped.epoch(1)
+    assert set(np.concatenate(batches).tolist()) == set(range(len(labels)))
+    assert all(len(set(labels[b])) == 6 for b in batches)

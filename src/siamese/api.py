@@ -109,9 +109,11 @@ def train(config: Config | dict | None = None, out: str | Path = "runs/latest", 
 
     train_set = data.subset(split.train)
     pre = Preprocessing.fit(train_set.x, data.kind)
-    x_train, y_train, train_classes = pre.normalize(train_set.x), train_set.y, train_set.classes
+    x_train, y_train = pre.normalize(train_set.x), train_set.y
+    train_classes, train_groups = train_set.classes, train_set.groups
     if cfg.data.class_rotations and data.kind == "image":
-        x_train, y_train, train_classes = add_rotated_classes(x_train, y_train, train_classes)
+        x_train, y_train, train_classes, train_groups = add_rotated_classes(
+            x_train, y_train, train_classes, train_groups)
     val_set = data.subset(split.val) if len(split.val) else None
 
     net = build_net(cfg, pre.input_shape, data.kind).to(device)
@@ -121,7 +123,14 @@ def train(config: Config | dict | None = None, out: str | Path = "runs/latest", 
     optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.train.lr,
                                   weight_decay=cfg.train.weight_decay)
     k = cfg.train.samples_per_class
-    sampler = ClassBalancedSampler(y_train, cfg.train.batch_size // k, k, cfg.train.seed)
+    group_ids = None
+    if cfg.train.group_batches:
+        if train_groups is None:
+            raise ConfigError("train.group_batches needs grouped classes "
+                              "(<group>/<class>/<image> folders)")
+        group_ids = np.unique(train_groups, return_inverse=True)[1]
+    sampler = ClassBalancedSampler(y_train, cfg.train.batch_size // k, k, cfg.train.seed,
+                                   groups=group_ids)
 
     card = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -143,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", required=True, help="output .npy (an index .csv is written beside)")
     m.add_argument("--device", default="cpu")
     m.set_defaults(func=_embed)
+
+    from .cli_gallery import add_commands
+
+    add_commands(sub)
     return p
 
 

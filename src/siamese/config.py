@@ -66,6 +66,7 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 64  # P classes x K samples
     samples_per_class: int = 4  # K
+    group_batches: bool = False  # draw each batch's classes from as few groups as possible
     lr: float = 1e-3
     weight_decay: float = 1e-4
     seed: int = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +17,11 @@ from .models.build import build_net
 from .models.siamese import SiameseNet
 
 
+def weights_fingerprint(path: Path) -> str:
+    """A short hash of the weights file: a gallery built by other weights is refused."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:20]
+
+
 class Model:
     """Use `siamese.load(run)` to get one."""
 
@@ -26,6 +32,7 @@ class Model:
         self.card = card
         self.run = run
         self.device = device
+        self.fingerprint = ""  # sha256 of the weights file; set by load()
 
     @classmethod
     def load(cls, run: str | Path, device: str = "cpu") -> Model:
@@ -35,12 +42,15 @@ class Model:
         pre = Preprocessing(**card["preprocessing"])
         net = build_net(cfg, pre.input_shape, pre.kind)
         state = load_tensors(run / "model.safetensors")
+        fingerprint = weights_fingerprint(run / "model.safetensors")
         try:
             net.load_state_dict(state)
         except RuntimeError as e:
             raise ArtifactError(f"{run / 'model.safetensors'} does not match its card "
                                 f"({str(e).splitlines()[0][:80]}); train again") from None
-        return cls(net, pre, card, run, device)
+        model = cls(net, pre, card, run, device)
+        model.fingerprint = fingerprint
+        return model
 
     @property
     def threshold(self) -> float:

@@ -24,8 +24,13 @@ class ClassBalancedSampler:
     fewer than P classes have chunks left, the batch is filled with random chunks of other classes.
     """
 
-    def __init__(self, labels: np.ndarray, p: int, k: int, seed: int = 0) -> None:
+    def __init__(self, labels: np.ndarray, p: int, k: int, seed: int = 0,
+                 groups: np.ndarray | None = None) -> None:
+        """groups: optional group id per class (e.g. the Omniglot alphabet). With groups, each
+        batch takes its classes from as few groups as possible: within-group negatives are the
+        hard ones, as in the within-alphabet one-shot task."""
         self.labels = np.asarray(labels)
+        self.groups = None if groups is None else np.asarray(groups)
         self.by_class = {c: i for c, i in class_index(self.labels).items() if len(i) >= 2}
         if len(self.by_class) < 2:
             raise ValueError("need at least 2 classes with 2 samples each")
@@ -53,6 +58,14 @@ class ClassBalancedSampler:
             counts = np.array([len(left[c]) for c in classes], dtype=np.float64)
             # Random order, but classes with more chunks left first: no class is stranded.
             key = counts + rng.random(len(classes))
+            if self.groups is not None:
+                # Whole groups first, in a random order weighted by the chunks they have left.
+                g = self.groups[classes]
+                gids = np.unique(g)
+                w = np.array([counts[g == x].sum() for x in gids])
+                order = rng.choice(gids, len(gids), replace=False, p=w / w.sum())
+                rank = {x: i for i, x in enumerate(order.tolist())}
+                key = key - 1e6 * np.array([rank[x] for x in g.tolist()])
             take = classes[np.argsort(-key)[: self.p]]
             batch = [left[c].pop() for c in take]
             for c in take:

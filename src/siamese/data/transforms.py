@@ -36,14 +36,19 @@ def random_affine(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> 
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def add_rotated_classes(x: torch.Tensor, y, classes: list[str]):
-    """Each class rotated by 90, 180 and 270 degrees becomes a new class (4x the classes)."""
+def add_rotated_classes(x: torch.Tensor, y, classes: list[str], groups: list[str] | None = None):
+    """Each class rotated by 90, 180 and 270 degrees becomes a new class (4x the classes).
+
+    A rotated class joins the rotated copy of its group (e.g. 'Greek@rot90')."""
     import numpy as np
 
     xs, ys, names = [x], [y], list(classes)
+    new_groups = None if groups is None else list(groups)
     n = len(classes)
     for r in (1, 2, 3):
         xs.append(torch.rot90(x, r, dims=(2, 3)))
         ys.append(y + r * n)
         names += [f"{c}@rot{90 * r}" for c in classes]
-    return torch.cat(xs), np.concatenate(ys), names
+        if new_groups is not None:
+            new_groups += [f"{g}@rot{90 * r}" for g in groups]
+    return torch.cat(xs), np.concatenate(ys), names, new_groups

@@ -73,6 +73,8 @@ class SiameseNet(nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(B, *input) -> (B, dim) embeddings."""
+        if x.ndim == 4:  # see build_net: image encoders run channels-last
+            x = x.contiguous(memory_format=torch.channels_last)
         h = self.proj(self.encoder(x))
         return F.normalize(h, dim=1) if self.normalize else h
 

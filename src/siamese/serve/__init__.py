@@ -1,0 +1,1 @@
+"""The HTTP service: FastAPI app over a run folder and its gallery."""
