@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench-omniglot clean
+.PHONY: demo test test-fast lint chromium clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,11 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/siamese train --config configs/digits.toml --out runs/demo --force
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(PY) -m pytest -q
+
+chromium:
+	@tools/ensure_chromium.sh
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

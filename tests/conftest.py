@@ -1,4 +1,7 @@
 import os
+import socket
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -100,3 +103,37 @@ def digit_folder(root: Path, per_class: int = 3, classes=range(10), offset: int 
         for n, i in enumerate(np.flatnonzero(y == c)[offset:offset + per_class]):
             digit_png(d / f"{n}.png", int(i))
     return root
+
+
+KEY = "test-key-123"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """uvicorn in a thread on 127.0.0.1:<free port>."""
+
+    def __init__(self, app):
+        self.port = free_port()
+        import uvicorn
+
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
+                                                    log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.time() + 20
+        while not self.server.started and time.time() < deadline:
+            time.sleep(0.02)
+        import httpx
+
+        return httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(10)

@@ -5,49 +5,17 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from PIL import Image
 
-from conftest import digit_folder, digit_png
+from conftest import KEY, Server, digit_folder, digit_png, free_port
 from siamese.serve.app import Limits, create_app
-
-KEY = "test-key-123"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """uvicorn in a thread on 127.0.0.1:<free port>."""
-
-    def __init__(self, app):
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
-                                                    log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.time() + 20
-        while not self.server.started and time.time() < deadline:
-            time.sleep(0.02)
-        return httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 def png_bytes(path) -> bytes:

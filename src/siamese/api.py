@@ -35,6 +35,7 @@ from .evaluation.verification import best_threshold, verification_metrics
 from .losses import create_loss, create_miner
 from .model import Model
 from .models.build import build_net
+from .models.encoders import default_encoder
 from .training.callbacks import Checkpoint, EarlyStopping, ProgressBar, Validation
 from .training.trainer import Trainer
 
@@ -97,6 +98,8 @@ def train(config: Config | dict | None = None, out: str | Path = "runs/latest", 
     torch.manual_seed(cfg.train.seed)
 
     data = _load(cfg)
+    if cfg.model.encoder == "auto":  # the saved config names the encoder actually used
+        cfg.model.encoder = default_encoder(data.kind)
     split = make_split(data, cfg.split, cfg.train.seed)
     if not resume:
         _prepare_out(out, force)

@@ -82,7 +82,8 @@ def _serve(args) -> int:
 
     from .serve.app import create_app
 
-    app = create_app(args.run, api_key=os.environ.get(args.api_key_env))
+    app = create_app(args.run, api_key=os.environ.get(args.api_key_env),
+                     batching=not args.no_batching)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 
@@ -125,4 +126,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--port", type=int, default=8000)
     v.add_argument("--api-key-env", default="SIAMESE_API_KEY",
                    help="environment variable holding the key required for gallery changes")
+    v.add_argument("--no-batching", action="store_true",
+                   help="embed each request on its own instead of batching concurrent ones")
     v.set_defaults(func=_serve)

@@ -1,0 +1,58 @@
+"""The web page in headless Chromium (Debian's chromium, driven by Playwright): verify two images
+through the page and save a screenshot. Skips where no chromium is installed (`make test`
+installs it when run as root, as in CI)."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import KEY, Server, digit_folder, digit_png
+from siamese.serve.app import create_app
+
+CHROMIUM = os.environ.get("SIAMESE_CHROMIUM") or shutil.which("chromium") or \
+    shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(not CHROMIUM, reason="no chromium installed")
+SHOT_DIR = Path(os.environ.get("SIAMESE_SCREENSHOTS", Path(__file__).parent / "screenshots"))
+
+
+def test_verify_and_search_through_the_page(run_copy, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    a, b = digit_png(tmp_path / "a.png", 0), digit_png(tmp_path / "b.png", 10)
+    with Server(create_app(run_copy, api_key=KEY)) as client:
+        folder = digit_folder(tmp_path / "g", per_class=2, classes=range(5))
+        files = sorted(folder.rglob("*.png"))
+        r = client.post("/gallery", files=[("files", (f.name, f.read_bytes())) for f in files],
+                        data={"labels": str([f.parent.name for f in files]).replace("'", '"')},
+                        headers={"X-API-Key": KEY})
+        assert r.status_code == 200, r.text
+        want = client.post("/verify", files={"a": ("a.png", a.read_bytes()),
+                                             "b": ("b.png", b.read_bytes())}).json()
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM, headless=True,
+                args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                      "--disable-background-networking", "--disable-component-update",
+                      "--disable-sync"])
+            page = browser.new_page(viewport={"width": 900, "height": 900})
+            page.goto(str(client.base_url))
+            page.wait_for_function("document.getElementById('model').textContent"
+                                   ".includes('encoder')")
+            page.set_input_files("[data-testid=fileA]", str(a))
+            page.set_input_files("[data-testid=fileB]", str(b))
+            verdict = page.locator("[data-testid=verdict]")
+            verdict.filter(has_text="similarity").wait_for(timeout=20_000)
+            text = verdict.inner_text()
+            assert f"similarity {want['similarity']:.3f}" in text
+            assert ("same" if want["same"] else "different") in text
+            page.set_input_files("[data-testid=fileQ]", str(files[4]))
+            page.locator("[data-testid=identity]").filter(has_text="identified as").wait_for(
+                timeout=20_000)
+            assert page.locator(".match img").count() == 5
+            page.wait_for_function("[...document.querySelectorAll('.match img')]"
+                                   ".every(i => i.complete && i.naturalWidth > 0)")
+            SHOT_DIR.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SHOT_DIR / "page.png"), full_page=True)
+            browser.close()
+    assert (SHOT_DIR / "page.png").stat().st_size > 5_000
