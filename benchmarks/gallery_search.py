@@ -24,10 +24,9 @@ from siamese.atomic import atomic_write_json
 from siamese.index import Gallery
 
 
-def clustered(n: int, d: int, clusters: int, rng: np.random.Generator) -> np.ndarray:
-    centers = rng.normal(size=(clusters, d)).astype(np.float32)
-    x = centers[rng.integers(0, clusters, n)]
-    x += 0.35 * rng.normal(size=(n, d)).astype(np.float32)
+def clustered(n: int, centers: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    x = centers[rng.integers(0, len(centers), n)]
+    x += 0.35 * rng.normal(size=(n, centers.shape[1])).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     return x
 
@@ -53,8 +52,9 @@ def main() -> None:
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     t = time.perf_counter()
-    x = clustered(args.n, args.dim, 2000, rng)
-    q = clustered(args.queries, args.dim, 2000, np.random.default_rng(1))
+    centers = rng.normal(size=(2000, args.dim)).astype(np.float32)
+    x = clustered(args.n, centers, rng)
+    q = clustered(args.queries, centers, np.random.default_rng(1))  # same clusters, new points
     print(f"data: {args.n} x {args.dim} in {time.perf_counter() - t:.1f} s", flush=True)
     k = 10
 
@@ -87,7 +87,7 @@ def main() -> None:
     print(f"HNSW M={args.hnsw_m} built in {build_s:.0f} s", flush=True)
     faiss.omp_set_num_threads(1)
     rows = []
-    for ef in (16, 32, 64, 128, 256):
+    for ef in (16, 32, 64, 128, 256, 512):
         hnsw.index.hnsw.efSearch = ef
         _, p = hnsw.search(q, k)
         recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(p, p_faiss,

@@ -27,7 +27,7 @@ from .data.labeled import LabeledData
 from .data.preprocessing import Preprocessing
 from .data.sampling import ClassBalancedSampler, sample_pairs
 from .data.splits import Split, make_split
-from .data.transforms import add_rotated_classes, random_affine
+from .data.transforms import add_transformed_classes, random_affine
 from .errors import ArtifactError, ConfigError, DataError
 from .evaluation.plots import plot_history
 from .evaluation.report import evaluate_embeddings, write_plots
@@ -114,9 +114,9 @@ def train(config: Config | dict | None = None, out: str | Path = "runs/latest", 
     pre = Preprocessing.fit(train_set.x, data.kind)
     x_train, y_train = pre.normalize(train_set.x), train_set.y
     train_classes, train_groups = train_set.classes, train_set.groups
-    if cfg.data.class_rotations and data.kind == "image":
-        x_train, y_train, train_classes, train_groups = add_rotated_classes(
-            x_train, y_train, train_classes, train_groups)
+    if (cfg.data.class_rotations or cfg.data.class_flips) and data.kind == "image":
+        x_train, y_train, train_classes, train_groups = add_transformed_classes(
+            x_train, y_train, train_classes, train_groups, flips=cfg.data.class_flips)
     val_set = data.subset(split.val) if len(split.val) else None
 
     net = build_net(cfg, pre.input_shape, data.kind).to(device)

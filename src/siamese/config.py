@@ -23,6 +23,7 @@ class DataConfig:
     image_size: int = 32  # images are resized to image_size x image_size
     channels: int = 0  # 1 (grey) or 3 (RGB); 0 = 1 if every image is grey, else 3
     class_rotations: bool = False  # add each class rotated by 90/180/270 degrees as new classes
+    class_flips: bool = False  # also add the mirror images of those (8x the classes in all)
 
 
 @dataclass

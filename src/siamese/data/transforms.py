@@ -36,19 +36,23 @@ def random_affine(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> 
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def add_rotated_classes(x: torch.Tensor, y, classes: list[str], groups: list[str] | None = None):
-    """Each class rotated by 90, 180 and 270 degrees becomes a new class (4x the classes).
-
-    A rotated class joins the rotated copy of its group (e.g. 'Greek@rot90')."""
+def add_transformed_classes(x: torch.Tensor, y, classes: list[str],
+                            groups: list[str] | None = None, flips: bool = False):
+    """Each class rotated by 90, 180 and 270 degrees becomes a new class (4x the classes); with
+    `flips`, the mirror images of all four too (8x). A new class joins the transformed copy of
+    its group (e.g. 'Greek@rot90')."""
     import numpy as np
 
-    xs, ys, names = [x], [y], list(classes)
-    new_groups = None if groups is None else list(groups)
+    variants = [(r, False) for r in range(4)] + ([(r, True) for r in range(4)] if flips else [])
+    xs, ys, names = [], [], []
+    new_groups: list[str] | None = None if groups is None else []
     n = len(classes)
-    for r in (1, 2, 3):
-        xs.append(torch.rot90(x, r, dims=(2, 3)))
-        ys.append(y + r * n)
-        names += [f"{c}@rot{90 * r}" for c in classes]
+    for v, (r, flip) in enumerate(variants):
+        xt = torch.flip(x, dims=(3,)) if flip else x
+        xs.append(torch.rot90(xt, r, dims=(2, 3)) if r else xt)
+        ys.append(y + v * n)
+        tag = ("@flip" if flip else "") + (f"@rot{90 * r}" if r else "")
+        names += [f"{c}{tag}" for c in classes]
         if new_groups is not None:
-            new_groups += [f"{g}@rot{90 * r}" for g in groups]
+            new_groups += [f"{g}{tag}" for g in groups]
     return torch.cat(xs), np.concatenate(ys), names, new_groups
