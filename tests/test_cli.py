@@ -175,3 +175,27 @@ def test_kill_and_resume(tmp_path):
     card = json.loads((out / "card.json").read_text())
     epochs = [h["epoch"] for h in card["history"]]
     assert epochs == list(range(1, 41))
+
+
+def test_vector_data_end_to_end(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(6, 5)) * 3
+    y = np.repeat(np.arange(6), 20)
+    x = centers[y] + rng.normal(size=(120, 5))
+    path = tmp_path / "v.csv"
+    path.write_text("f1,f2,f3,f4,f5,label\n" + "\n".join(
+        ",".join(f"{v:.4f}" for v in row) + f",c{t}" for row, t in zip(x, y, strict=True)))
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(path), "--out", str(out), "--epochs", "3", "--quiet",
+                 "--test-classes", "c4,c5"]) == 0
+    card = json.loads((out / "card.json").read_text())
+    assert card["config"]["model"]["encoder"] == "mlp" and card["preprocessing"]["kind"] == "vector"
+    a = ",".join(f"{v}" for v in x[0])
+    capsys.readouterr()
+    assert main(["compare", str(out), "--", a, a]) == 0  # '--': vectors may start with '-'
+
+    assert capsys.readouterr().out.startswith("similarity 1.000 -> same")
+    assert main(["compare", str(out), "--", "x.png", a]) == 2
+    assert "comma-separated numbers" in capsys.readouterr().err
+    assert main(["embed", str(out), str(path), "--out", str(tmp_path / "e.npy")]) == 0
+    assert np.load(tmp_path / "e.npy").shape == (120, 64)

@@ -44,6 +44,12 @@ class Preprocessing:
         Vectors: a sequence of D numbers.
         """
         if self.kind == "vector":
+            if isinstance(item, str):  # e.g. from the command line: "0.1,2.5,-1"
+                try:
+                    item = [float(v) for v in item.split(",")]
+                except ValueError:
+                    raise DataError(f"'{item[:40]}' is not a feature vector; this model "
+                                    "compares vectors: give comma-separated numbers") from None
             a = np.asarray(item, dtype=np.float32).reshape(1, -1)
             if a.shape[1] != self.input_shape[0]:
                 raise DataError(f"vector has {a.shape[1]} features; the model expects "
