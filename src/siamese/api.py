@@ -101,14 +101,6 @@ def train(config: Config | dict | None = None, out: str | Path = "runs/latest", 
     if cfg.model.encoder == "auto":  # the saved config names the encoder actually used
         cfg.model.encoder = default_encoder(data.kind)
     split = make_split(data, cfg.split, cfg.train.seed)
-    if not resume:
-        _prepare_out(out, force)
-        atomic_write_json(out / "config.json", cfg.to_dict())
-        atomic_write_json(out / "split.json", split.to_dict())
-    elif Split.from_dict(read_json(out / "split.json", "the split")).train.tolist() != \
-            split.train.tolist():
-        raise ArtifactError(f"the data behind {out} changed since the run started; "
-                            "start a new run")
 
     train_set = data.subset(split.train)
     pre = Preprocessing.fit(train_set.x, data.kind)
@@ -134,6 +126,16 @@ def train(config: Config | dict | None = None, out: str | Path = "runs/latest", 
         group_ids = np.unique(train_groups, return_inverse=True)[1]
     sampler = ClassBalancedSampler(y_train, cfg.train.batch_size // k, k, cfg.train.seed,
                                    groups=group_ids)
+
+    # Everything that can fail on bad input has run: only now touch the run folder.
+    if not resume:
+        _prepare_out(out, force)
+        atomic_write_json(out / "config.json", cfg.to_dict())
+        atomic_write_json(out / "split.json", split.to_dict())
+    elif Split.from_dict(read_json(out / "split.json", "the split")).train.tolist() != \
+            split.train.tolist():
+        raise ArtifactError(f"the data behind {out} changed since the run started; "
+                            "start a new run")
 
     card = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
