@@ -102,7 +102,8 @@ def create_app(run: str | Path, api_key: str | None = None, limits: Limits | Non
         if not secrets.compare_digest(given.encode(), api_key.encode()):
             raise ApiError(401, "a valid X-API-Key header is required for gallery changes")
 
-    async def read_images(files: list[UploadFile]):
+    async def read_images(files: list[UploadFile], keep: list | None = None):
+        """Check and load uploads -> list of (1, *input) tensors; `keep` collects the bytes."""
         if not files:
             raise ApiError(422, "no file uploaded")
         if len(files) > limits.max_files:
@@ -122,6 +123,8 @@ def create_app(run: str | Path, api_key: str | None = None, limits: Limits | Non
                 raise ApiError(413, f"{name} has {img.width}x{img.height} pixels; the limit is "
                                     f"{limits.max_pixels}")
             tensors.append(model.preprocessing.load_input(data))  # DataError -> 400
+            if keep is not None:
+                keep.append(data)
         return tensors
 
     async def embed(tensors) -> np.ndarray:
@@ -192,17 +195,19 @@ def create_app(run: str | Path, api_key: str | None = None, limits: Limits | Non
             raise ApiError(422, "labels: not a JSON list") from None
         if len(parsed) != len(files) or not all(str(x).strip() for x in parsed):
             raise ApiError(422, "labels: give one non-empty label per file")
-        e = await embed(await read_images(files))
+        raw: list[bytes] = []
+        e = await embed(await read_images(files, keep=raw))
         uploads = Path(model.run) / "gallery_uploads"
+        # No await while the lock is held: a threading lock held across an await would block
+        # the event loop for every other request that wants it.
         with lock:
             ids = gallery.add(e, [str(x) for x in parsed], [""] * len(files))
             sources = []
-            for i, f in zip(ids, files, strict=True):  # keep the image: thumbnails, reindex
-                await f.seek(0)
+            for i, f, data in zip(ids, files, raw, strict=True):  # for thumbnails, reindex
                 suffix = Path(f.filename or "x.png").suffix.lower() or ".png"
                 p = uploads / f"{i}{suffix}"
                 p.parent.mkdir(exist_ok=True)
-                p.write_bytes(await f.read())
+                p.write_bytes(data)
                 sources.append(str(p))
             gallery.sources[-len(ids):] = sources
             save_gallery(model, gallery)
