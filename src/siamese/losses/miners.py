@@ -104,29 +104,11 @@ class SemiHardMiner(Miner):
         return a[has], p[has], n[has]
 
 
-@MINERS.register("random")
-def _random(**kw) -> Miner:
-    return RandomMiner(**kw)
-
-
-@MINERS.register("batch-all")
-def _batch_all(**kw) -> Miner:
-    return BatchAllMiner(**kw)
-
-
-@MINERS.register("batch-hard")
-def _batch_hard(**kw) -> Miner:
-    return BatchHardMiner(**kw)
-
-
-@MINERS.register("semi-hard")
-def _semi_hard(**kw) -> Miner:
-    return SemiHardMiner(**kw)
-
-
-@MINERS.register("none")
-def _none(**kw) -> Miner:
-    return Miner(**kw)
+# The classes are their own factories: MINERS.create(name, margin=..., distance=...).
+for _name, _cls in {"random": RandomMiner, "batch-all": BatchAllMiner,
+                    "batch-hard": BatchHardMiner, "semi-hard": SemiHardMiner,
+                    "none": Miner}.items():  # "none": for losses that use the whole batch
+    MINERS.register(_name)(_cls)
 
 
 def create_miner(name: str, margin: float, distance: str,
