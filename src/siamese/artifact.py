@@ -13,12 +13,13 @@ Every file is written atomically, so a run killed at any moment keeps its last g
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save_file
 
 from . import __version__
 from .atomic import atomic_write, atomic_write_json
@@ -34,15 +35,23 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    return read_weights(path)[0]
+
+
+def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """-> (tensors, fingerprint): the file is read once; the fingerprint is a short sha256 of
+    its bytes, so that a gallery built by other weights can be refused."""
     if not path.is_file():
         raise ArtifactError(f"{path} is missing; the run folder is incomplete: train it again")
+    data = path.read_bytes()
     try:
-        return load_file(str(path))
+        tensors = load(data)
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise ArtifactError(
             f"{path} is truncated or not a safetensors file ({str(e)[:60]}); "
             "restore it or train again"
         ) from None
+    return tensors, hashlib.sha256(data).hexdigest()[:20]
 
 
 def write_card(run: Path, card: dict) -> None:

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .artifact import load_tensors, read_card
+from .artifact import read_card, read_weights
 from .config import config_from_dict
 from .data.preprocessing import Preprocessing
 from .errors import ArtifactError
 from .models.build import build_net
 from .models.siamese import SiameseNet
-
-
-def weights_fingerprint(path: Path) -> str:
-    """A short hash of the weights file: a gallery built by other weights is refused."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:20]
 
 
 class Model:
@@ -32,7 +26,7 @@ class Model:
         self.card = card
         self.run = run
         self.device = device
-        self.fingerprint = ""  # sha256 of the weights file; set by load()
+        self.fingerprint = ""  # of the weights file (artifact.read_weights); set by load()
 
     @classmethod
     def load(cls, run: str | Path, device: str = "cpu") -> Model:
@@ -41,8 +35,7 @@ class Model:
         cfg = config_from_dict(card["config"], str(run / "card.json"))
         pre = Preprocessing(**card["preprocessing"])
         net = build_net(cfg, pre.input_shape, pre.kind)
-        state = load_tensors(run / "model.safetensors")
-        fingerprint = weights_fingerprint(run / "model.safetensors")
+        state, fingerprint = read_weights(run / "model.safetensors")
         try:
             net.load_state_dict(state)
         except RuntimeError as e:

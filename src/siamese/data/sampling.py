@@ -80,9 +80,6 @@ class ClassBalancedSampler:
         order = rng.permutation(len(batches))
         return [batches[i] for i in order]
 
-    def batches_per_epoch(self) -> int:
-        return len(self.epoch(0))
-
 
 def sample_pairs(labels: np.ndarray, n: int, rng: np.random.Generator):
     """n balanced pairs: n//2 positives (same class, two different samples) and the rest negatives.

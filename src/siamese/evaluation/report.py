@@ -11,7 +11,7 @@ import torch
 from ..config import EvalConfig
 from ..data.sampling import sample_pairs
 from .fewshot import few_shot
-from .plots import plot_score_hist
+from .plots import plot_roc, plot_score_hist
 from .retrieval import retrieval_metrics
 from .verification import verification_metrics
 
@@ -52,8 +52,6 @@ def evaluate_embeddings(model, emb: torch.Tensor, labels: np.ndarray, cfg: EvalC
 
 
 def write_plots(run: Path, raws: dict[str, dict], metrics: dict, threshold: float | None) -> None:
-    from .plots import plot_roc
-
     curves = {name: (r["labels"], r["scores"], metrics[name]["verification"]["roc_auc"])
               for name, r in raws.items()}
     plot_roc(curves, run / "roc.png")
