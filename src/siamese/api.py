@@ -267,8 +267,6 @@ def evaluate(model: Model | str | Path, data: str | Path | None = None,
         if out is None and data is None:  # the run's own figures belong in its card
             card = read_card(run)
             card["metrics"].update(metrics)
-            card.pop("format", None), card.pop("format_version", None)
-            card.pop("siamese_version", None)
             write_card(run, card)
             model.card = read_card(run)
     return metrics

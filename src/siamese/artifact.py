@@ -55,8 +55,8 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], str]:
 
 
 def write_card(run: Path, card: dict) -> None:
-    card = {"format": FORMAT, "format_version": FORMAT_VERSION, "siamese_version": __version__,
-            **card}
+    header = {"format": FORMAT, "format_version": FORMAT_VERSION, "siamese_version": __version__}
+    card = {**header, **{k: v for k, v in card.items() if k not in header}}
     atomic_write_json(run / "card.json", card)
 
 

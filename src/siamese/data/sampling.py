@@ -130,14 +130,15 @@ def sample_triplets(labels: np.ndarray, n: int, rng: np.random.Generator):
 
 def sample_episode(
     labels: np.ndarray, n_way: int, k_shot: int, n_query: int, rng: np.random.Generator,
-    classes: np.ndarray | None = None,
+    classes: np.ndarray | None = None, by_class: dict[int, np.ndarray] | None = None,
 ):
     """One N-way K-shot episode: (support (N*K,), support class (N*K,), query, query class).
 
     Class ids in the episode are 0..N-1 in the order drawn. Only classes with at least
     k_shot + 1 samples take part; `classes` restricts the draw (e.g. to one alphabet).
+    by_class: `class_index(labels)`, when the caller draws many episodes from the same labels.
     """
-    by_class = class_index(np.asarray(labels))
+    by_class = by_class if by_class is not None else class_index(np.asarray(labels))
     pool = [c for c in (by_class if classes is None else classes)
             if len(by_class.get(int(c), ())) >= k_shot + 1]
     chosen = rng.choice(pool, n_way, replace=False)

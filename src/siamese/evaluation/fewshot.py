@@ -35,7 +35,8 @@ def few_shot(
     item is scored and the class's scores averaged (how the pair head is used).
     """
     labels = np.asarray(labels)
-    counts = np.array([len(v) for v in class_index(labels).values()])
+    by_class = class_index(labels)  # once, not once per episode
+    counts = np.array([len(v) for v in by_class.values()])
     n_way = min(n_way, int((counts >= k_shot + 1).sum()))
     if n_way < 2:
         return {"accuracy": float("nan"), "ci95": float("nan"), "n_way": n_way, "k_shot": k_shot,
@@ -43,7 +44,8 @@ def few_shot(
     rng = np.random.default_rng(seed)
     accs = np.empty(episodes)
     for e in range(episodes):
-        s, s_cls, q, q_cls = sample_episode(labels, n_way, k_shot, n_query, rng)
+        s, s_cls, q, q_cls = sample_episode(labels, n_way, k_shot, n_query, rng,
+                                            by_class=by_class)
         support = emb[s]
         if prototypes and k_shot > 1:
             support = torch.stack([support[s_cls == c].mean(0) for c in range(n_way)])
