@@ -2,11 +2,13 @@
 
     .venv/bin/python benchmarks/omniglot_oneshot.py --budget-minutes 5 --seeds 3 \\
         --out results/omniglot_5min.json [--setting full|minimal] [--data-dir ../shared/data]
+        [--first-seed N] [--set section.key=value ...] [--keep-runs DIR]
 
 Trains configs/omniglot.toml on images_background.zip (setting 'full') or on
 images_background_small1.zip ('minimal'), scores the 20 official runs (400 trials), and writes
-JSON: accuracy overall and per run, training seconds, images/s, peak memory, seed, resolved
-config. Prints a markdown table. Skips (exit 0, a message) when the data is missing.
+JSON: accuracy overall and per run, plain and with test-time augmentation (--tta N), training
+seconds, images/s, peak memory, seed, resolved config. Prints a markdown table. Skips (exit 0,
+a message) when the data is missing.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 import siamese
 from siamese.atomic import atomic_write_json
 from siamese.config import apply_overrides, load_config
@@ -31,7 +35,7 @@ TRAIN_ZIP = {"full": "images_background.zip", "minimal": "images_background_smal
 
 
 def one_seed(data_dir: Path, setting: str, minutes: float, seed: int, workdir: Path,
-             overrides: dict) -> dict:
+             overrides: dict, tta: int) -> dict:
     cfg = load_config(ROOT / "configs" / "omniglot.toml")
     apply_overrides(cfg, {"data.path": str(data_dir / "omniglot" / TRAIN_ZIP[setting]),
                           "train.max_minutes": minutes, "train.seed": seed, **overrides})
@@ -40,7 +44,9 @@ def one_seed(data_dir: Path, setting: str, minutes: float, seed: int, workdir: P
     wall = time.perf_counter() - t0
     history = model.card["history"]
     images = sum(h.get("images", 0) for h in history)
-    r = evaluate_official_runs(model, data_dir / "omniglot" / "all_runs.zip")
+    runs_zip = data_dir / "omniglot" / "all_runs.zip"
+    r = evaluate_official_runs(model, runs_zip)
+    r_tta = evaluate_official_runs(model, runs_zip, views=tta) if tta else None
     return {
         "seed": seed,
         "accuracy": r["accuracy"],
@@ -51,7 +57,12 @@ def one_seed(data_dir: Path, setting: str, minutes: float, seed: int, workdir: P
         "epochs": len(history),
         "images_per_second": round(images / max(model.card["train_seconds"], 1e-9), 1),
         "score_seconds": round(r["seconds"], 3),
+        "tta_views": tta,
+        "accuracy_tta": r_tta["accuracy"] if r_tta else None,
+        "per_run_tta": r_tta["per_run"] if r_tta else None,
+        "score_seconds_tta": round(r_tta["seconds"], 3) if r_tta else None,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "threads": torch.get_num_threads(),
         "config": model.card["config"],
     }
 
@@ -60,12 +71,20 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budget-minutes", type=float, required=True)
     ap.add_argument("--seeds", type=int, default=1)
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="seeds are first-seed .. first-seed + seeds - 1")
     ap.add_argument("--setting", choices=sorted(TRAIN_ZIP), default="full")
     ap.add_argument("--data-dir", default=os.environ.get("SIAMESE_DATA",
                                                          str(ROOT.parent / "shared" / "data")))
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="override a config field, e.g. --set loss.name=triplet")
     ap.add_argument("--out", default="results/omniglot_oneshot.json")
+    ap.add_argument("--tta", type=int, default=32, metavar="N",
+                    help="also score with test-time augmentation over N distortions "
+                         "(0: only the plain score)")
+    ap.add_argument("--keep-runs", metavar="DIR",
+                    help="keep the trained run folders in DIR/seedN (default: a temporary "
+                         "folder, deleted at the end)")
     args = ap.parse_args()
     data_dir = Path(args.data_dir)
     if not (data_dir / "omniglot" / "all_runs.zip").exists():
@@ -81,25 +100,35 @@ def main() -> int:
             overrides[key] = value
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(args.seeds):
-            runs.append(one_seed(data_dir, args.setting, args.budget_minutes, seed, Path(tmp),
-                                 overrides))
+        workdir = Path(args.keep_runs) if args.keep_runs else Path(tmp)
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            runs.append(one_seed(data_dir, args.setting, args.budget_minutes, seed, workdir,
+                                 overrides, args.tta))
             r = runs[-1]
-            print(f"seed {seed}: {100 * r['accuracy']:.2f}% ({r['epochs']} epochs, "
+            tta = f", {100 * r['accuracy_tta']:.2f}% with tta" if args.tta else ""
+            print(f"seed {seed}: {100 * r['accuracy']:.2f}%{tta} ({r['epochs']} epochs, "
                   f"{r['images_per_second']:.0f} images/s)", file=sys.stderr, flush=True)
     accs = [r["accuracy"] for r in runs]
     summary = {
         "benchmark": "omniglot_oneshot", "setting": args.setting,
         "budget_minutes": args.budget_minutes, "seeds": args.seeds, "overrides": overrides,
         "mean_accuracy": statistics.mean(accs), "median_accuracy": statistics.median(accs),
+        "tta_views": args.tta,
+        "mean_accuracy_tta": (statistics.mean(r["accuracy_tta"] for r in runs)
+                              if args.tta else None),
         "runs": runs,
     }
     atomic_write_json(args.out, summary)
-    print("| setting | budget | seeds | mean accuracy | per seed | images/s | peak RSS |")
-    print("|---|---|---|---|---|---|---|")
+    tta = "-"
+    if args.tta:
+        per_seed = ", ".join(f"{100 * r['accuracy_tta']:.2f}" for r in runs)
+        tta = f"{100 * summary['mean_accuracy_tta']:.2f}% ({per_seed})"
+    print("| setting | budget | seeds | mean accuracy | per seed | with tta | images/s "
+          "| peak RSS |")
+    print("|---|---|---|---|---|---|---|---|")
     print(f"| {args.setting} | {args.budget_minutes:g} min | {args.seeds} | "
           f"{100 * summary['mean_accuracy']:.2f}% | "
-          f"{', '.join(f'{100 * a:.1f}' for a in accs)} | "
+          f"{', '.join(f'{100 * a:.2f}' for a in accs)} | {tta} | "
           f"{statistics.median(r['images_per_second'] for r in runs):.0f} | "
           f"{max(r['peak_rss_mib'] for r in runs):.0f} MiB |")
     print(f"JSON in {args.out}")

@@ -60,6 +60,8 @@ def test_pipeline_trains_and_scores_the_20_runs(tmp_path):
     assert r["accuracy"] == pytest.approx(np.mean(list(r["per_run"].values())))
     assert r["accuracy"] > 0.25  # chance is 5%; a few seconds of training is far above it
     assert len(r["wrong"]) == round(400 * (1 - r["accuracy"]))
+    tta = score_official_runs(model, OMNI / "all_runs.zip", views=2)
+    assert tta["views"] == 2 and tta["accuracy"] > 0.25
     assert main(["evaluate", str(tmp_path / "run"), "--omniglot-runs",
                  str(OMNI / "all_runs.zip")]) == 0
     saved = json.loads((tmp_path / "run" / "omniglot.json").read_text())

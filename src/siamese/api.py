@@ -70,16 +70,9 @@ def _prepare_out(out: Path, force: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def train(config: Config | dict | None = None, out: str | Path = "runs/latest", *,
-          resume: bool = False, force: bool = False, quiet: bool = False,
-          epochs: int | None = None) -> Model:
-    """Train a Siamese network and write the run folder `out`; returns the trained Model.
-
-    config: a Config, or a dict of sections as in the TOML file ({"data": {"path": ...}}).
-    resume: continue the run in `out` from its last checkpoint (its saved config is used;
-    `config` is ignored then). epochs: overrides the number of epochs (e.g. more on resume).
-    """
-    out = Path(out)
+def _run_config(config: Config | dict | None, out: Path, resume: bool,
+                epochs: int | None) -> Config:
+    """The resolved config of a run: the given one, or on resume the one saved in `out`."""
     if resume:
         meta_path = out / "checkpoints" / "last.json"
         if not meta_path.exists():
@@ -91,7 +84,43 @@ def train(config: Config | dict | None = None, out: str | Path = "runs/latest", 
         cfg = config if isinstance(config, Config) else config_from_dict(config or {})
     if epochs is not None:
         cfg.train.epochs = epochs
-    cfg = resolve(cfg)
+    return resolve(cfg)
+
+
+def _sampler(cfg: Config, y_train: np.ndarray,
+             train_groups: np.ndarray | None) -> ClassBalancedSampler:
+    k = cfg.train.samples_per_class
+    group_ids = None
+    if cfg.train.group_batches:
+        if train_groups is None:
+            raise ConfigError("train.group_batches needs grouped classes "
+                              "(<group>/<class>/<image> folders)")
+        group_ids = np.unique(train_groups, return_inverse=True)[1]
+    return ClassBalancedSampler(y_train, cfg.train.batch_size // k, k, cfg.train.seed,
+                                groups=group_ids)
+
+
+def _restore(out: Path, net: torch.nn.Module,
+             optimizer: torch.optim.Optimizer) -> tuple[int, float, list[dict]]:
+    """Load the last checkpoint into net and optimizer: (next epoch, best score, history)."""
+    model_state, opt_state, meta = load_checkpoint(out)
+    net.load_state_dict(model_state)
+    optimizer.load_state_dict(opt_state)
+    history = [{k: v for k, v in h.items() if k != "best_score"} for h in meta["history"]]
+    return int(meta["epoch"]), float(meta["best_score"]), history
+
+
+def train(config: Config | dict | None = None, out: str | Path = "runs/latest", *,
+          resume: bool = False, force: bool = False, quiet: bool = False,
+          epochs: int | None = None) -> Model:
+    """Train a Siamese network and write the run folder `out`; returns the trained Model.
+
+    config: a Config, or a dict of sections as in the TOML file ({"data": {"path": ...}}).
+    resume: continue the run in `out` from its last checkpoint (its saved config is used;
+    `config` is ignored then). epochs: overrides the number of epochs (e.g. more on resume).
+    """
+    out = Path(out)
+    cfg = _run_config(config, out, resume, epochs)
     device = _device(cfg.train.device)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -117,15 +146,7 @@ def train(config: Config | dict | None = None, out: str | Path = "runs/latest", 
     miner = create_miner(cfg.loss.miner, cfg.loss.margin, cfg.loss.distance)
     optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.train.lr,
                                   weight_decay=cfg.train.weight_decay)
-    k = cfg.train.samples_per_class
-    group_ids = None
-    if cfg.train.group_batches:
-        if train_groups is None:
-            raise ConfigError("train.group_batches needs grouped classes "
-                              "(<group>/<class>/<image> folders)")
-        group_ids = np.unique(train_groups, return_inverse=True)[1]
-    sampler = ClassBalancedSampler(y_train, cfg.train.batch_size // k, k, cfg.train.seed,
-                                   groups=group_ids)
+    sampler = _sampler(cfg, y_train, train_groups)
 
     # Everything that can fail on bad input has run: only now touch the run folder.
     if not resume:
@@ -177,11 +198,7 @@ def train(config: Config | dict | None = None, out: str | Path = "runs/latest", 
     start_epoch, best = 0, -np.inf
     history: list[dict] = []
     if resume:
-        model_state, opt_state, meta = load_checkpoint(out)
-        net.load_state_dict(model_state)
-        optimizer.load_state_dict(opt_state)
-        start_epoch, best = int(meta["epoch"]), float(meta["best_score"])
-        history = [{k: v for k, v in h.items() if k != "best_score"} for h in meta["history"]]
+        start_epoch, best, history = _restore(out, net, optimizer)
         if not quiet:
             print(f"resuming {out} from epoch {start_epoch}", file=sys.stderr)
 
@@ -257,7 +274,7 @@ def evaluate(model: Model | str | Path, data: str | Path | None = None,
     threshold = model.card.get("threshold")
     metrics, raws = {}, {}
     for name, ds in sets.items():
-        emb = model.embed_tensor(pre.normalize(ds.x))
+        emb = model.embed_tensor(pre.normalize(ds.x), views=ecfg.tta)
         metrics[name], raws[name] = evaluate_embeddings(model, emb, ds.y, ecfg, threshold,
                                                         seed=cfg.train.seed)
     out_dir = Path(out) if out is not None else run

@@ -43,27 +43,35 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from .api import evaluate, load
+    from .config import config_from_dict
+    from .errors import ConfigError
     from .evaluation.report import format_table
 
+    if args.tta is not None and args.tta < 0:
+        raise ConfigError(f"--tta {args.tta}: the number of distortions must be 0 or more")
     model = load(args.run, device=args.device)
+    ecfg = config_from_dict(model.card["config"]).eval
+    if args.tta is not None:
+        ecfg.tta = args.tta
     if args.omniglot_runs:
-        return _omniglot(model, args)
-    metrics = evaluate(model, data=args.data, out=args.out)
+        return _omniglot(model, args, ecfg.tta)
+    metrics = evaluate(model, data=args.data, eval_config=ecfg, out=args.out)
     print(format_table(metrics))
     where = Path(args.out) if args.out else Path(args.run)
     print(f"metrics written to {where / 'metrics.json'}")
     return 0
 
 
-def _omniglot(model, args: argparse.Namespace) -> int:
+def _omniglot(model, args: argparse.Namespace, views: int) -> int:
     from .evaluation.omniglot import evaluate_official_runs
 
     where = Path(args.out) if args.out else Path(args.run)
-    r = evaluate_official_runs(model, args.omniglot_runs, where)
+    r = evaluate_official_runs(model, args.omniglot_runs, where, views=views)
     print("| run | accuracy |\n|---|---|")
     for name, acc in r["per_run"].items():
         print(f"| {name} | {100 * acc:.1f}% |")
-    print(f"| **all {r['trials']} trials** | **{100 * r['accuracy']:.2f}%** |")
+    tta = f", test-time augmentation over {views} distortions" if views else ""
+    print(f"| **all {r['trials']} trials{tta}** | **{100 * r['accuracy']:.2f}%** |")
     print(f"{len(r['wrong'])} items answered wrongly; scored in {r['seconds']:.2f} s; "
           f"details in {where / 'omniglot.json'}, trials in {where / 'omniglot_trials.png'}")
     return 0
@@ -127,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="folder for metrics.json and plots (default: the run)")
     e.add_argument("--omniglot-runs", help="score Lake's 20 official one-shot runs "
                    "(all_runs.zip or its folder) instead")
+    e.add_argument("--tta", type=int, metavar="N", help="test-time augmentation: average "
+                   "each image's embedding over N random distortions (default: the run's "
+                   "eval.tta, 0)")
     e.add_argument("--device", default="cpu")
     e.set_defaults(func=_evaluate)
 

@@ -85,6 +85,7 @@ class EvalConfig:
     episodes: int = 1000
     queries_per_class: int = 5
     pairs: int = 10000
+    tta: int = 0  # test-time augmentation: average each embedding over this many distortions
 
 
 @dataclass

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .artifact import read_card, read_weights
-from .config import config_from_dict
+from .config import AugmentConfig, config_from_dict
 from .data.preprocessing import Preprocessing
+from .data.transforms import random_affine
 from .errors import ArtifactError
 from .models.build import build_net
 from .models.siamese import SiameseNet
@@ -52,12 +54,32 @@ class Model:
         return 0.5 if t is None else float(t)
 
     @torch.no_grad()
-    def embed_tensor(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-        """Normalised inputs (N, *input_shape) -> embeddings (N, D) on the CPU."""
+    def embed_tensor(self, x: torch.Tensor, batch_size: int = 512,
+                     views: int = 0) -> torch.Tensor:
+        """Normalised inputs (N, *input_shape) -> embeddings (N, D) on the CPU.
+
+        views > 0 (images only): test-time augmentation. Each embedding is the mean over the
+        original and `views` randomly distorted copies (the run's [augment] distortions, a fixed
+        random seed, so the result is repeatable), L2-normalised again if the model normalises.
+        """
         self.net.eval()
         out = [self.net.embed(x[i:i + batch_size].to(self.device)).cpu()
                for i in range(0, len(x), batch_size)]
-        return torch.cat(out) if out else torch.zeros(0, self.net.dim)
+        emb = torch.cat(out) if out else torch.zeros(0, self.net.dim)
+        if views <= 0 or self.preprocessing.kind != "image" or not len(x):
+            return emb
+        augment = self._augment_config()
+        gen = torch.Generator().manual_seed(0)
+        total = emb.clone()
+        for _ in range(views):
+            total += self.embed_tensor(random_affine(x, augment, gen), batch_size)
+        mean = total / (views + 1)
+        return F.normalize(mean, dim=1) if self.net.normalize else mean
+
+    def _augment_config(self) -> AugmentConfig:
+        """The distortions the run trained with (the defaults if it trained without any)."""
+        augment = config_from_dict(self.card["config"]).augment
+        return augment if augment.enabled else AugmentConfig()
 
     def to_tensor(self, items: Sequence) -> torch.Tensor:
         return torch.cat([self.preprocessing.load_input(it) for it in items])

@@ -65,12 +65,13 @@ def load_official_runs(path: str | Path) -> tuple[list[OfficialRun], dict[str, b
     return runs, files
 
 
-def score_official_runs(model, path: str | Path) -> dict:
-    """Accuracy per run and overall, and the items answered wrongly."""
+def score_official_runs(model, path: str | Path, views: int = 0) -> dict:
+    """Accuracy per run and overall, and the items answered wrongly. views: test-time
+    augmentation (Model.embed_tensor); 0 = every image embedded once, as it is."""
     runs, files = load_official_runs(path)
     names = sorted({n for r in runs for n in r.training + r.test})
     x = torch.cat([model.preprocessing.load_input(files[n]) for n in names])
-    emb = model.embed_tensor(x)
+    emb = model.embed_tensor(x, views=views)
     row = {n: i for i, n in enumerate(names)}
     per_run, wrong, trials = {}, [], []
     correct_total = 0
@@ -88,18 +89,19 @@ def score_official_runs(model, path: str | Path) -> dict:
                           "right": r.training[r.answer[t]]})
         trials += [(r, t, int(pred[t]), sim[t]) for t in range(len(r.test))]
     n = sum(len(r.test) for r in runs)
-    return {"accuracy": correct_total / n, "trials": n, "per_run": per_run, "wrong": wrong,
-            "_trials": trials, "_files": files}
+    return {"accuracy": correct_total / n, "trials": n, "views": views, "per_run": per_run,
+            "wrong": wrong, "_trials": trials, "_files": files}
 
 
-def evaluate_official_runs(model, runs_path: str | Path, out: Path | None = None) -> dict:
+def evaluate_official_runs(model, runs_path: str | Path, out: Path | None = None,
+                           views: int = 0) -> dict:
     """Score the official runs; with `out`, write omniglot.json and omniglot_trials.png there."""
     import time
 
     from ..atomic import atomic_write_json
 
     t0 = time.perf_counter()
-    result = score_official_runs(model, runs_path)
+    result = score_official_runs(model, runs_path, views)
     result["seconds"] = time.perf_counter() - t0
     if out is not None:
         atomic_write_json(Path(out) / "omniglot.json",
