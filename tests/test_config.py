@@ -46,6 +46,7 @@ def test_roundtrip_through_dict():
     ({"loss": {"name": "hinge"}}, "unknown loss 'hinge'"),
     ({"loss": {"distance": "manhattan"}}, "unknown distance"),
     ({"train": {"epochs": 0}}, "epochs"),
+    ({"train": {"keep": "middle"}}, "train.keep 'middle'"),
     ({"split": {"mode": "random"}}, "split mode"),
 ])
 def test_resolve_rejects_bad_values(values, match):

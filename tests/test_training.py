@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 import siamese
 from siamese.config import config_from_dict
@@ -33,3 +34,25 @@ def test_training_lowers_loss_and_raises_unseen_auc(loss, tmp_path):
     assert hist[-1] < hist[0]
     data = load_dataset("", 8)
     assert _unseen_auc(model, data) > _unseen_auc(untrained, data) + 0.03
+
+
+@pytest.mark.parametrize("keep", ["best", "last"])
+def test_the_run_keeps_the_best_or_the_last_weights(keep, tmp_path):
+    from safetensors.torch import load_file
+
+    cfg = {"data": {"image_size": 8}, "split": {"test_classes": ["8", "9"]},
+           "model": {"width": 8, "embedding_dim": 8}, "eval": {"episodes": 5, "pairs": 100},
+           "train": {"epochs": 4, "batch_size": 32, "val_pairs": 200, "keep": keep}}
+    model = siamese.train(cfg, tmp_path / "run", quiet=True)
+    kept = load_file(tmp_path / "run" / "model.safetensors")
+    last = {k[len("model."):]: v for k, v in
+            load_file(tmp_path / "run" / "checkpoints" / "last.safetensors").items()
+            if k.startswith("model.")}
+    history = model.card["history"]
+    best_epoch = max(range(len(history)), key=lambda i: history[i]["val_auc"])
+    same = all(torch.equal(kept[k], last[k]) for k in kept)
+    if keep == "last" or best_epoch == len(history) - 1:
+        assert same
+    else:
+        assert not same
+    assert model.card["config"]["train"]["keep"] == keep

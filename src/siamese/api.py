@@ -220,8 +220,13 @@ def train(config: Config | dict | None = None, out: str | Path = "runs/latest", 
     card["train_seconds"] = round(time.monotonic() - t0, 2)
     card["history"] = trainer.history
 
-    # The best weights; calibrate the threshold on validation pairs (never on test pairs).
-    net.load_state_dict(load_tensors(out / "model.safetensors"))
+    # The kept weights: the best by validation, or the last ones (the end of the schedule, e.g.
+    # where the validation classes are not the test classes and its AUC saturates early).
+    # Then calibrate the threshold on validation pairs (never on test pairs).
+    if cfg.train.keep == "last":
+        save_tensors(out / "model.safetensors", net.state_dict())
+    else:
+        net.load_state_dict(load_tensors(out / "model.safetensors"))
     if val_pairs is not None:
         y, s = val_scores()
         card["threshold"] = best_threshold(y, s)

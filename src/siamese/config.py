@@ -76,6 +76,7 @@ class TrainConfig:
     max_minutes: float = 0.0  # stop after this wall-clock time; 0 = no limit
     val_pairs: int = 2000
     threads: int = 0  # torch CPU threads; 0 = torch's default
+    keep: str = "best"  # the weights a run keeps: best (by validation AUC) | last (its end)
 
 
 @dataclass
@@ -212,6 +213,7 @@ def resolve(cfg: Config) -> Config:
         (0 <= cfg.split.test_fraction < 1, "split.test_fraction must be in [0, 1)"),
         (0 <= cfg.split.test_class_fraction < 1, "split.test_class_fraction must be in [0, 1)"),
         (t.device in ("cpu", "cuda") or t.device.startswith("cuda:"), "train.device: cpu|cuda"),
+        (t.keep in ("best", "last"), f"train.keep '{t.keep}': choose best or last"),
     ]
     for ok, message in checks:
         if not ok:
