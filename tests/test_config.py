@@ -47,6 +47,7 @@ def test_roundtrip_through_dict():
     ({"loss": {"distance": "manhattan"}}, "unknown distance"),
     ({"train": {"epochs": 0}}, "epochs"),
     ({"train": {"keep": "middle"}}, "train.keep 'middle'"),
+    ({"eval": {"tta": -1}}, "eval.tta must be >= 0"),
     ({"split": {"mode": "random"}}, "split mode"),
 ])
 def test_resolve_rejects_bad_values(values, match):

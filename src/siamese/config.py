@@ -214,6 +214,7 @@ def resolve(cfg: Config) -> Config:
         (0 <= cfg.split.test_class_fraction < 1, "split.test_class_fraction must be in [0, 1)"),
         (t.device in ("cpu", "cuda") or t.device.startswith("cuda:"), "train.device: cpu|cuda"),
         (t.keep in ("best", "last"), f"train.keep '{t.keep}': choose best or last"),
+        (cfg.eval.tta >= 0, "eval.tta must be >= 0 (0 = no test-time augmentation)"),
     ]
     for ok, message in checks:
         if not ok:
