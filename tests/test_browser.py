@@ -4,6 +4,7 @@ installs it when run as root, as in CI)."""
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -37,8 +38,9 @@ def test_verify_and_search_through_the_page(run_copy, tmp_path):
                       "--disable-sync"])
             page = browser.new_page(viewport={"width": 900, "height": 900})
             page.goto(str(client.base_url))
-            page.wait_for_function("document.getElementById('model').textContent"
-                                   ".includes('encoder')")
+            # (locators, not wait_for_function strings: the page's CSP forbids eval, and the
+            # page itself must work under it)
+            page.locator("#model").filter(has_text="encoder").wait_for(timeout=20_000)
             page.set_input_files("[data-testid=fileA]", str(a))
             page.set_input_files("[data-testid=fileB]", str(b))
             verdict = page.locator("[data-testid=verdict]")
@@ -50,8 +52,11 @@ def test_verify_and_search_through_the_page(run_copy, tmp_path):
             page.locator("[data-testid=identity]").filter(has_text="identified as").wait_for(
                 timeout=20_000)
             assert page.locator(".match img").count() == 5
-            page.wait_for_function("[...document.querySelectorAll('.match img')]"
-                                   ".every(i => i.complete && i.naturalWidth > 0)")
+            deadline = time.time() + 20
+            while not page.locator(".match img").evaluate_all(
+                    "imgs => imgs.every(i => i.complete && i.naturalWidth > 0)"):
+                assert time.time() < deadline, "the thumbnails did not load"
+                time.sleep(0.1)
             SHOT_DIR.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SHOT_DIR / "page.png"), full_page=True)
             browser.close()

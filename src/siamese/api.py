@@ -36,13 +36,14 @@ from .losses import create_loss, create_miner
 from .model import Model
 from .models.build import build_net
 from .models.encoders import default_encoder
+from .names import raw_bytes
 from .training.callbacks import Checkpoint, EarlyStopping, ProgressBar, Validation
 from .training.trainer import Trainer
 
 
 def data_fingerprint(data: LabeledData) -> str:
     h = hashlib.sha256()
-    h.update("\n".join(data.sources).encode())
+    h.update(raw_bytes("\n".join(data.sources)))  # non-UTF-8 file names too
     h.update(data.y.tobytes())
     return h.hexdigest()[:16]
 
@@ -230,6 +231,9 @@ def train(config: Config | dict | None = None, out: str | Path = "runs/latest", 
     if val_pairs is not None:
         y, s = val_scores()
         card["threshold"] = best_threshold(y, s)
+        card["threshold_calibrated_on"] = (
+            "classes never trained on" if split.val_classes else
+            "held-out images of the training classes (optimistic for unseen classes)")
         card["metrics"]["val"] = verification_metrics(y, s, card["threshold"])
     card["status"] = "trained"
     write_card(out, card)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -85,6 +86,49 @@ def read_card(run: Path) -> dict:
             f"{__version__}): retrain, or use the version that wrote it"
         )
     return card
+
+
+MAX_IMAGE_SIDE = 1024
+MAX_FEATURES = 1_000_000
+
+
+def _number_list(v, n: int) -> bool:
+    return isinstance(v, list) and len(v) == n and all(
+        isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+
+
+def check_card(card: dict, path: Path) -> None:
+    """Check every field a model is built from, before anything is allocated: a crafted card
+    (an input shape of 20000 x 20000, std 0, a threshold of nan) is an ArtifactError."""
+    def bad(what: str) -> ArtifactError:
+        return ArtifactError(f"{path} is invalid ({what}); restore the run folder or train again")
+
+    pre = card.get("preprocessing")
+    if not isinstance(pre, dict) or set(pre) != {"kind", "input_shape", "mean", "std"}:
+        raise bad("preprocessing must hold kind, input_shape, mean and std")
+    kind, shape = pre["kind"], pre["input_shape"]
+    if not (isinstance(shape, list) and all(type(v) is int for v in shape)):
+        raise bad("input_shape must be a list of integers")
+    if kind == "image":
+        ok = len(shape) == 3 and shape[0] in (1, 3) and 8 <= shape[1] == shape[2] <= \
+            MAX_IMAGE_SIDE
+        want = f"[1 or 3, S, S] with 8 <= S <= {MAX_IMAGE_SIDE}"
+    elif kind == "vector":
+        ok, want = len(shape) == 1 and 1 <= shape[0] <= MAX_FEATURES, f"[D], D <= {MAX_FEATURES}"
+    else:
+        raise bad(f"preprocessing kind '{kind}' is neither image nor vector")
+    if not ok:
+        raise bad(f"input_shape {shape[:4]} is not {want}")
+    if not _number_list(pre["mean"], shape[0]) or not _number_list(pre["std"], shape[0]):
+        raise bad(f"mean and std must be {shape[0]} finite numbers each")
+    if min(pre["std"]) <= 0:
+        raise bad("std must be > 0")
+    t = card.get("threshold")
+    if t is not None and not (isinstance(t, int | float) and not isinstance(t, bool)
+                              and math.isfinite(t) and 0 <= t <= 1):
+        raise bad(f"threshold {t!r} is not a number in [0, 1]")
+    if not isinstance(card.get("config"), dict):
+        raise bad("it has no config")
 
 
 def save_checkpoint(run: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .names import display
+
 
 def _load(args):
     from .api import load
@@ -13,25 +15,25 @@ def _load(args):
 
 
 def _gallery_add(args) -> int:
-    from .index.enroll import enroll, labeled_files, open_gallery, save_gallery
+    from .index.enroll import enroll, labeled_files, open_store
 
     model = _load(args)
-    g = open_gallery(model, args.index)
+    store = open_store(model, args.index)
     files, labels = labeled_files(Path(args.path), args.label)
-    ids = enroll(model, g, files, labels, [str(f.resolve()) for f in files])
-    save_gallery(model, g)
-    print(f"enrolled {len(ids)} items ({len(set(labels))} labels); the gallery has {len(g)}")
+    ids = enroll(model, store, files, labels, root=Path(args.path))
+    print(f"enrolled {len(ids)} items ({len(set(labels))} labels); the gallery has "
+          f"{len(store.gallery)}")
     return 0
 
 
 def _gallery_remove(args) -> int:
-    from .index.enroll import open_gallery, save_gallery
+    from .index.enroll import open_store
 
-    model = _load(args)
-    g = open_gallery(model)
-    n = g.remove(args.ids)
-    save_gallery(model, g)
-    print(f"removed {n}; the gallery has {len(g)}")
+    store = open_store(_load(args))
+    n = store.remove(args.ids)
+    if store.gallery.needs_rebuild:
+        store.rebuild()
+    print(f"removed {n}; the gallery has {len(store.gallery)}")
     return 0
 
 
@@ -41,7 +43,7 @@ def _gallery_list(args) -> int:
     g = open_gallery(_load(args))
     print(f"{len(g)} items, {len(set(g.labels))} labels, index {g.index_type}")
     for i, lab, src in zip(g.ids, g.labels, g.sources, strict=True):
-        print(f"{i}\t{lab}\t{src}")
+        print(f"{i}\t{display(lab)}\t{display(src)}")
     return 0
 
 
@@ -53,16 +55,27 @@ def _gallery_reindex(args) -> int:
     return 0
 
 
+def _positive_k(k: int) -> int:
+    from .errors import ConfigError
+
+    if k < 1:
+        raise ConfigError(f"-k {k}: ask for at least 1 match")
+    return k
+
+
 def _search(args) -> int:
     from .index.enroll import open_gallery, search_embeddings
 
+    k = _positive_k(args.k)
     model = _load(args)
     g = open_gallery(model)
-    matches = search_embeddings(model, g, model.embed(args.image), args.k)[0]
-    for rank, m in enumerate(matches, 1):
-        print(f"{rank}. {m['similarity']:.3f}  {m['label']}  {m['id']}  {m['source']}")
-    if not matches:
+    if not len(g):
         print("the gallery is empty; enroll items with 'siamese gallery add'")
+        return 0
+    matches = search_embeddings(model, g, model.embed(args.image), k)[0]
+    for rank, m in enumerate(matches, 1):
+        print(f"{rank}. {m['similarity']:.3f}  {display(m['label'])}  {m['id']}  "
+              f"{display(m['source'])}")
     return 0
 
 
@@ -71,19 +84,35 @@ def _identify(args) -> int:
 
     model = _load(args)
     r = identify_embeddings(model, open_gallery(model), model.embed(args.image))[0]
-    print(f"{r['label']} (similarity {r['similarity']:.3f}, threshold {r['threshold']:.3f})")
+    print(f"{display(r['label'])} (similarity {r['similarity']:.3f}, threshold "
+          f"{r['threshold']:.3f})")
     return 0
+
+
+def default_hosts(bound: str) -> list[str]:
+    """The Host names accepted by default: the bound address (and the loopback names when it
+    is a loopback address); any for a wildcard address, with a warning."""
+    from .serve.app import LOOPBACK
+
+    if bound in ("0.0.0.0", "::", ""):
+        return ["*"]
+    return list(LOOPBACK) + [bound] if bound in LOOPBACK or bound.startswith("127.") else [bound]
 
 
 def _serve(args) -> int:
     import os
+    import sys
 
     import uvicorn
 
     from .serve.app import create_app
 
+    hosts = args.allowed_hosts.split(",") if args.allowed_hosts else default_hosts(args.host)
+    if hosts == ["*"]:
+        print(f"warning: serving on {args.host} and accepting any Host header; pass "
+              "--allowed-hosts with the names clients use", file=sys.stderr)
     app = create_app(args.run, api_key=os.environ.get(args.api_key_env),
-                     batching=not args.no_batching)
+                     batching=not args.no_batching, allowed_hosts=hosts)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 
@@ -105,7 +134,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ls = gsub.add_parser("list", help="id, label and source of every item")
     ls.add_argument("run")
     ls.set_defaults(func=_gallery_list)
-    ri = gsub.add_parser("reindex", help="re-embed every item from its source file")
+    ri = gsub.add_parser("reindex", help="re-embed every item from the gallery's stored images "
+                         "(after retraining, or to repair a damaged gallery)")
     ri.add_argument("run")
     ri.add_argument("--index", choices=["flat", "hnsw", "ivf"])
     ri.set_defaults(func=_gallery_reindex)
@@ -126,6 +156,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--port", type=int, default=8000)
     v.add_argument("--api-key-env", default="SIAMESE_API_KEY",
                    help="environment variable holding the key required for gallery changes")
+    v.add_argument("--allowed-hosts", help="comma-separated names clients reach the server "
+                   "by (the Host header; DNS rebinding protection); default: the --host "
+                   "address, '*' for any")
     v.add_argument("--no-batching", action="store_true",
                    help="embed each request on its own instead of batching concurrent ones")
     v.set_defaults(func=_serve)

@@ -31,7 +31,14 @@ class SplitConfig:
     mode: str = "classes"  # "classes": test classes never seen in training; "samples": within
     test_classes: list[str] = field(default_factory=list)  # explicit unseen classes
     test_class_fraction: float = 0.3  # else this share of classes, chosen by the seed
-    val_fraction: float = 0.15  # share of each training class held out for validation
+    # Validation (model selection and the verification threshold). With mode "classes" it is
+    # class-disjoint like the unseen test: whole classes held out from training (val_classes,
+    # else val_class_fraction of the rest, at least 2, where 8 or more remain to train on), so
+    # that the threshold is calibrated on classes the model never saw. Otherwise (mode
+    # "samples", or too few classes): val_fraction of each training class.
+    val_classes: list[str] = field(default_factory=list)
+    val_class_fraction: float = 0.15
+    val_fraction: float = 0.15  # mode "samples": share of each class held out for validation
     test_fraction: float = 0.15  # share of each training class held out as "seen" test images
 
 
@@ -207,9 +214,13 @@ def resolve(cfg: Config) -> Config:
         (t.samples_per_class >= 2, "train.samples_per_class must be >= 2"),
         (t.batch_size >= 2 * t.samples_per_class, "train.batch_size must be >= 2 x K"),
         (t.lr > 0, "train.lr must be > 0"),
-        (cfg.data.image_size >= 8, "data.image_size must be >= 8"),
+        (8 <= cfg.data.image_size <= 1024, "data.image_size must be in [8, 1024]"),
+        (1 <= cfg.model.width <= 1024, "model.width must be in [1, 1024]"),
+        (0 <= cfg.model.embedding_dim <= 8192, "model.embedding_dim must be in [0, 8192]"),
+        (1 <= cfg.model.head_hidden <= 8192, "model.head_hidden must be in [1, 8192]"),
         (cfg.data.channels in (0, 1, 3), "data.channels must be 0, 1 or 3"),
         (0 <= cfg.split.val_fraction < 1, "split.val_fraction must be in [0, 1)"),
+        (0 <= cfg.split.val_class_fraction < 1, "split.val_class_fraction must be in [0, 1)"),
         (0 <= cfg.split.test_fraction < 1, "split.test_fraction must be in [0, 1)"),
         (0 <= cfg.split.test_class_fraction < 1, "split.test_class_fraction must be in [0, 1)"),
         (t.device in ("cpu", "cuda") or t.device.startswith("cuda:"), "train.device: cpu|cuda"),

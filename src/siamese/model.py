@@ -9,8 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .artifact import read_card, read_weights
-from .config import AugmentConfig, config_from_dict
+from .artifact import check_card, read_card, read_weights
+from .config import AugmentConfig, config_from_dict, resolve
 from .data.preprocessing import Preprocessing
 from .data.transforms import random_affine
 from .errors import ArtifactError
@@ -34,7 +34,8 @@ class Model:
     def load(cls, run: str | Path, device: str = "cpu") -> Model:
         run = Path(run)
         card = read_card(run)
-        cfg = config_from_dict(card["config"], str(run / "card.json"))
+        check_card(card, run / "card.json")
+        cfg = resolve(config_from_dict(card["config"], str(run / "card.json")))
         pre = Preprocessing(**card["preprocessing"])
         net = build_net(cfg, pre.input_shape, pre.kind)
         state, fingerprint = read_weights(run / "model.safetensors")

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .images import image_is_grey, is_image_name, load_images, resize_arrays
+from .images import ZipMember, image_is_grey, is_image_name, load_images, resize_arrays
 from .labeled import LabeledData
 
 
@@ -57,17 +57,20 @@ def _image_listing(path: Path) -> tuple[list[str], list, list[str]]:
         return [p.relative_to(path).as_posix() for p in files], files, [str(p) for p in files]
     try:
         with zipfile.ZipFile(path) as zf:
-            members = sorted(
-                n for n in zf.namelist()
-                if not n.endswith("/") and is_image_name(n) and "__MACOSX" not in n
-                and not PurePosixPath(n).name.startswith(".")
-            )
-            data = [zf.read(n) for n in members]
+            infos = sorted(
+                (i for i in zf.infolist()
+                 if not i.is_dir() and is_image_name(i.filename) and "__MACOSX" not in i.filename
+                 and not PurePosixPath(i.filename).name.startswith(".")),
+                key=lambda i: i.filename)
     except (zipfile.BadZipFile, OSError) as e:
         raise DataError(
             f"cannot read zip file {path} ({e}); check that the download is complete"
         ) from None
-    return members, data, [f"{path}:{m}" for m in members]
+    # Members are read one at a time when decoded, each capped by its declared size: a zip
+    # bomb cannot fill the memory.
+    members = [i.filename for i in infos]
+    sources = [ZipMember(path, i.filename, i.file_size) for i in infos]
+    return members, sources, [f"{path}:{m}" for m in members]
 
 
 def load_image_tree(path: Path, image_size: int, channels: int = 0) -> LabeledData:
@@ -111,6 +114,17 @@ def _label_text(value: object) -> str:
     return str(int(f)) if f.is_integer() else str(f)
 
 
+def _finite(a: np.ndarray, path: Path, where) -> torch.Tensor:
+    """Refuse nan and inf (also numbers beyond float32's range, which become inf): they would
+    train into a model that scores nothing."""
+    bad = ~np.isfinite(a)
+    if bad.any():
+        r = int(np.flatnonzero(bad.any(axis=1))[0])
+        raise DataError(f"{path} {where(r)} holds nan or inf (or a number beyond float32's "
+                        "range); fix or remove that row")
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
 def load_csv(path: Path, label_column: str) -> LabeledData:
     """A CSV with a header row: one label column (by name), every other column numeric."""
     try:
@@ -143,7 +157,8 @@ def load_csv(path: Path, label_column: str) -> LabeledData:
             ) from None
         labels.append(row[li].strip())
     y, classes = _labels_to_index(labels)
-    x = torch.tensor(np.array(feats, dtype=np.float32))
+    x = _finite(np.array(feats, dtype=np.float32), path,
+                lambda r: f"line {r + 2}")
     sources = [f"{path}:{i + 2}" for i in range(len(y))]
     return LabeledData(x=x, y=y, classes=classes, sources=sources, kind="vector")
 
@@ -159,8 +174,12 @@ def load_npy(path: Path, label_column: str) -> LabeledData:
         raise DataError(f"NPY file {path} has shape {a.shape} and dtype {a.dtype}; expected a "
                         "numeric (N, D+1) array whose last column is the label")
     li = int(label_column) if label_column.lstrip("-").isdigit() else a.shape[1] - 1
+    if not -a.shape[1] <= li < a.shape[1]:
+        raise DataError(f"NPY file {path} has {a.shape[1]} columns; label column {li} does not "
+                        "exist: pass --label-column with a column index")
+    _finite(a[:, [li]].astype(np.float64), path, lambda r: f"row {r} (its label)")
     y, classes = _labels_to_index([_label_text(v) for v in a[:, li]])
-    x = torch.tensor(np.delete(a, li, axis=1).astype(np.float32))
+    x = _finite(np.delete(a, li, axis=1).astype(np.float32), path, lambda r: f"row {r}")
     sources = [f"{path}:{i}" for i in range(len(y))]
     return LabeledData(x=x, y=y, classes=classes, sources=sources, kind="vector")
 

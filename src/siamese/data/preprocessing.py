@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .images import open_image, to_array
+from .images import array_to_image, decode, to_array
 
 
 @dataclass
@@ -50,23 +50,23 @@ class Preprocessing:
                 except ValueError:
                     raise DataError(f"'{item[:40]}' is not a feature vector; this model "
                                     "compares vectors: give comma-separated numbers") from None
-            a = np.asarray(item, dtype=np.float32).reshape(1, -1)
+            try:
+                a = np.asarray(item, dtype=np.float32).reshape(1, -1)
+            except (TypeError, ValueError):
+                raise DataError("a vector must be a sequence of numbers") from None
             if a.shape[1] != self.input_shape[0]:
                 raise DataError(f"vector has {a.shape[1]} features; the model expects "
                                 f"{self.input_shape[0]}")
+            if not np.isfinite(a).all():
+                raise DataError("the vector holds nan or inf (or a number beyond float32's "
+                                "range); give finite numbers")
             return self.normalize(torch.from_numpy(a))
         c, size = self.input_shape[0], self.input_shape[1]
         if isinstance(item, str | Path | bytes):
             name = str(item) if not isinstance(item, bytes) else "<upload>"
-            a = to_array(open_image(item, name), c, size)
+            a = decode(item, name, c, size)
         elif hasattr(item, "convert"):  # a PIL image
             a = to_array(item, c, size)
         else:
-            from PIL import Image
-
-            arr = np.asarray(item)
-            if arr.dtype != np.uint8:
-                arr = (np.clip(arr, 0, 1) * 255).astype(np.uint8) if arr.max() <= 1.0 else \
-                    np.clip(arr, 0, 255).astype(np.uint8)
-            a = to_array(Image.fromarray(arr), c, size)
+            a = to_array(array_to_image(item), c, size)
         return self.normalize(torch.from_numpy(a)[None])

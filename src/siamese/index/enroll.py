@@ -1,83 +1,104 @@
 """A model's gallery: enroll files, search, identify (open-set) and classify by prototypes.
 
-The gallery lives in the run folder (`gallery.safetensors`) and belongs to the weights that
-built it.
+The gallery lives in the run folder (see `store.py`) and belongs to the weights that built it.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..embed import list_inputs
-from ..errors import ArtifactError, DataError
-from .gallery import Gallery
+from ..errors import ArtifactError, ConfigError, DataError
+from ..names import display
+from .gallery import PARAMS, Gallery
+from .gallery_file import read_items
+from .store import GALLERY_FILE, GalleryStore
 
-GALLERY_FILE = "gallery.safetensors"
 UNKNOWN = "unknown"
+CHUNK = 256
+
+
+def _run(model) -> Path:
+    if model.run is None:
+        raise ArtifactError("this model has no run folder to keep a gallery in")
+    return Path(model.run)
 
 
 def gallery_path(model) -> Path:
-    if model.run is None:
-        raise ArtifactError("this model has no run folder to keep a gallery in")
-    return Path(model.run) / GALLERY_FILE
+    return _run(model) / GALLERY_FILE
+
+
+def open_store(model, index_type: str = "flat") -> GalleryStore:
+    """The run's gallery store (the gallery is created empty, saved at the first enroll)."""
+    return GalleryStore(_run(model), model, index_type)
 
 
 def open_gallery(model, index_type: str = "flat") -> Gallery:
-    """The run's gallery, or a new empty one (saved only when something is enrolled)."""
-    path = gallery_path(model)
-    if path.exists():
-        return Gallery.load(path, fingerprint=model.fingerprint)
-    return Gallery(model.net.dim, "ip" if model.net.normalize else "l2", index_type,
-                   model.fingerprint)
-
-
-def save_gallery(model, gallery: Gallery) -> None:
-    gallery.save(gallery_path(model))
+    """The run's gallery, or a new empty one, for reading."""
+    return open_store(model, index_type).gallery
 
 
 def labeled_files(path: Path, label: str | None = None) -> tuple[list[Path], list[str]]:
     """A file (label required), a folder of class folders (label = folder), or a flat folder of
     images (label required)."""
     files = list_inputs(path)
-    if path.is_dir():
-        labels = [f.parent.relative_to(path).as_posix() for f in files]
-        if label is not None:
-            labels = [label] * len(files)
+    if path.is_dir() and label is None:
+        labels = [display(f.parent.relative_to(path).as_posix()) for f in files]
     else:
         labels = [label] * len(files)
     if any(lab in (None, ".", "") for lab in labels):
-        raise DataError(f"no label for the images in {path}: put them in {path}/<label>/ "
-                        "folders or pass --label")
+        raise DataError(f"no label for the images in {display(path)}: put them in "
+                        f"{display(path)}/<label>/ folders or pass --label")
     return files, labels  # type: ignore[return-value]
 
 
-def enroll(model, gallery: Gallery, items: list, labels: list[str],
-           sources: list[str] | None = None, ids: list[str] | None = None) -> list[str]:
-    emb = np.concatenate([model.embed(items[i:i + 256]) for i in range(0, len(items), 256)])
-    return gallery.add(emb, labels, sources, ids)
+def embed_files(model, files: list[Path]) -> np.ndarray:
+    return np.concatenate([model.embed(files[i:i + CHUNK]) for i in range(0, len(files), CHUNK)])
+
+
+def enroll(model, store: GalleryStore, files: list[Path], labels: list[str],
+           root: Path | None = None) -> list[str]:
+    """Embed image files and enroll them with copies owned by the gallery. Sources are shown
+    relative to `root`'s parent (what was enrolled), never as absolute server paths."""
+    from ..data.images import FORMAT_SUFFIX, image_format
+
+    suffixes = [FORMAT_SUFFIX[image_format(f, str(f))[0]] for f in files]
+    base = (root or files[0]).resolve().parent if files else Path(".")
+    sources = []
+    for f in files:
+        try:
+            sources.append(display(f.resolve().relative_to(base)))
+        except ValueError:
+            sources.append(display(f.name))
+    return store.add(embed_files(model, files), labels, sources, list(files), suffixes)
 
 
 def _rerank_with_head(model, q: np.ndarray, gallery: Gallery, pos: np.ndarray) -> tuple:
     """The pair head is no metric: FAISS proposes candidates, the head scores them."""
-    g = torch.from_numpy(gallery.embeddings[pos.ravel()])
+    valid = pos >= 0
+    g = torch.from_numpy(gallery.embeddings[pos.clip(0).ravel()])
     qq = torch.from_numpy(np.repeat(q, pos.shape[1], axis=0))
-    sims = model.score_embeddings(qq, g).reshape(pos.shape)
+    sims = np.where(valid, model.score_embeddings(qq, g).reshape(pos.shape), -np.inf)
     order = np.argsort(-sims, axis=1)
     return np.take_along_axis(sims, order, 1), np.take_along_axis(pos, order, 1)
 
 
 def search_embeddings(model, gallery: Gallery, q: np.ndarray, k: int = 5) -> list[list[dict]]:
     """(M, D) query embeddings -> for each, the k most similar gallery items."""
+    if k < 1:
+        raise ConfigError(f"k = {k}: ask for at least 1 match")
     if model.net.head is not None:
         sims, pos = gallery.search(q, max(10 * k, 50))
         sims, pos = _rerank_with_head(model, q, gallery, pos)
         sims, pos = sims[:, :k], pos[:, :k]
     else:
         sims, pos = gallery.search(q, k)
-    return [[{"id": gallery.ids[p], "label": gallery.labels[p], "source": gallery.sources[p],
+    return [[{"id": gallery.ids[p], "label": display(gallery.labels[p]),
+              "source": display(gallery.sources[p]),
               "similarity": float(s)} for s, p in zip(srow, prow, strict=True) if p >= 0]
             for srow, prow in zip(sims, pos, strict=True)]
 
@@ -107,29 +128,47 @@ def classify_embeddings(model, gallery: Gallery, q: np.ndarray) -> list[dict]:
     return [{"label": labels[b], "similarity": float(sims[i, b])} for i, b in enumerate(best)]
 
 
-def reindex(model, gallery: Gallery) -> Gallery:
-    """Re-embed every item from its stored source with the model's weights."""
-    missing = [s for s in gallery.sources if not s or not Path(s).is_file()]
-    if missing:
-        raise DataError(f"cannot reindex: source {missing[0] or '(none)'} is missing; "
-                        "remove that item or restore the file")
-    fresh = Gallery(model.net.dim, "ip" if model.net.normalize else "l2", gallery.index_type,
-                    model.fingerprint, gallery.hnsw_m, gallery.ef_search, gallery.nprobe)
-    fresh.next_id = gallery.next_id
-    if len(gallery):
-        enroll(model, fresh, [Path(s) for s in gallery.sources], gallery.labels,
-               gallery.sources, gallery.ids)
-    return fresh
+def _params(meta: dict) -> dict:
+    """The stored index parameters, or the defaults where they are damaged."""
+    try:
+        p = json.loads(meta["params"])
+        return {k: int(p[k]) for k in PARAMS if k in p and 1 <= int(p[k]) <= 100_000}
+    except Exception:  # noqa: BLE001
+        return {}
 
 
 def reindex_run(model, index_type: str | None = None) -> Gallery:
-    """Rebuild the run's gallery even when it was built with other weights."""
+    """Rebuild the run's gallery from its stored images with the model's weights. Reads only
+    the item list, so it also repairs a gallery whose embeddings or index are damaged, or that
+    was built with other weights. Galleries of format 1 (sources outside the run) get copies."""
+    from ..data.images import FORMAT_SUFFIX, image_format
+
     path = gallery_path(model)
     if not path.exists():
         raise ArtifactError(f"{path} does not exist; nothing to reindex")
-    old = Gallery.load(path, fingerprint=None)
-    if index_type:
-        old.index_type = index_type
-    fresh = reindex(model, old)
-    save_gallery(model, fresh)
+    meta, items = read_items(path)
+    store = GalleryStore(_run(model), model, read=False)
+    inputs = [store.uploads / f if f else Path(s) for f, s in zip(items["files"],
+                                                                  items["sources"], strict=True)]
+    missing = [p for p in inputs if not p.is_file()]
+    if missing:
+        raise DataError(f"cannot reindex: image {display(missing[0])} is missing; restore it, "
+                        "or delete the gallery and enroll again")
+    net = model.net
+    fresh = Gallery(net.dim, "ip" if net.normalize else "l2",
+                    index_type or meta.get("index_type", "flat"), model.fingerprint,
+                    **_params(meta))
+    fresh.next_id = int(meta["next_id"]) if str(meta.get("next_id", "")).isdigit() else 1
+    written: list[Path] = []
+    try:
+        files = [f or store.write_copy(i, p, FORMAT_SUFFIX[image_format(p, str(p))[0]], written)
+                 for i, f, p in zip(items["ids"], items["files"], inputs, strict=True)]
+        if inputs:
+            fresh.add(embed_files(model, inputs), items["labels"],
+                      [display(s) for s in items["sources"]], items["ids"], files)
+        store.replace(fresh)
+    except BaseException:
+        for p in written:
+            p.unlink(missing_ok=True)
+        raise
     return fresh

@@ -5,26 +5,45 @@ Exact search (IndexFlat) by default; HNSW or IVF for large galleries. Similariti
 model's own: for unit-length embeddings the inner product ip gives (1 + ip) / 2, which equals the
 model's score for both cosine and squared-L2 scorers; otherwise squared L2 d gives 1 / (1 + d).
 
-Saved as ONE safetensors file (embeddings + serialised index as tensors, ids/labels/sources as
-JSON metadata), written atomically: a process killed during an enroll keeps the previous gallery.
+Removal marks the item's index slot deleted (`slots[s] = -1`, skipped at search time by a FAISS
+ID selector) instead of rebuilding the index: HNSW cannot remove, and rebuilding it took 68 s at
+1M items. Once a quarter of the slots are dead, `needs_rebuild` says so; the caller rebuilds
+(the service does it on a background thread).
+
+Saved as ONE safetensors file, written atomically: `embeddings`, `items` (ids, labels, sources and
+owned file names as JSON bytes, not in the header, which safetensors caps at 100 MB), `index` and
+`slots` (HNSW/IVF only). The header holds a sha256 of every tensor; `load` checks them and every
+field, so a damaged file is one `ArtifactError`, never a crash or a silent wrong answer.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from pathlib import Path
 
 import faiss
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import safe_open, save_file
 
 from ..atomic import atomic_write
-from ..errors import ArtifactError, ConfigError
+from ..errors import ArtifactError, ConfigError, DataError
 
 FORMAT = "siamese-gallery"
+VERSION = "2"
 INDEX_TYPES = ("flat", "hnsw", "ivf")
+MAX_LABEL_CHARS = 256
+MAX_SOURCE_CHARS = 1024
+REBUILD_FRACTION = 0.25  # rebuild the index once this share of its slots is deleted
+PARAMS = ("hnsw_m", "ef_search", "nprobe")
+_ID = re.compile(r"g(\d+)")
+
+
+def _sha(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.numpy().tobytes()).hexdigest()
 
 
 class Gallery:
@@ -42,9 +61,12 @@ class Gallery:
         self.embeddings = np.zeros((0, dim), np.float32)
         self.ids: list[str] = []
         self.labels: list[str] = []
-        self.sources: list[str] = []
+        self.sources: list[str] = []  # what was enrolled, for people (relative, display-safe)
+        self.files: list[str] = []  # the gallery's own copy (a name in the uploads folder) or ""
         self.next_id = 1
+        self.version = 0  # counts changes, so a background rebuild knows if it is stale
         self._index: faiss.Index | None = None
+        self._slots = np.zeros(0, np.int64)  # index slot -> position, -1 = deleted
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -53,82 +75,146 @@ class Gallery:
     def _faiss_metric(self) -> int:
         return faiss.METRIC_INNER_PRODUCT if self.metric == "ip" else faiss.METRIC_L2
 
-    def build_index(self) -> faiss.Index:
-        """(Re)build the FAISS index from the stored embeddings."""
-        x = np.ascontiguousarray(self.embeddings, dtype=np.float32)
+    def new_index(self, x: np.ndarray) -> faiss.Index:
+        """A FAISS index over (N, D) embeddings, slot i = row i."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
         if self.index_type == "hnsw":
             index = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, self._faiss_metric())
             index.hnsw.efConstruction = 64
-            index.hnsw.efSearch = self.ef_search
         elif self.index_type == "ivf" and len(x) >= 1000:
             nlist = int(min(4 * np.sqrt(len(x)), len(x) // 39))
             quantizer = faiss.IndexFlat(self.dim, self._faiss_metric())
             index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, self._faiss_metric())
             index.train(x)
-            index.nprobe = self.nprobe
         else:  # exact (also IVF on galleries too small to train it)
             index = faiss.IndexFlat(self.dim, self._faiss_metric())
         if len(x):
             index.add(x)
-        self._index = index
         return index
+
+    def build_index(self) -> faiss.Index:
+        """(Re)build the FAISS index from the stored embeddings, with no deleted slots."""
+        self.install_index(self.new_index(self.embeddings))
+        return self._index
+
+    def install_index(self, index: faiss.Index) -> None:
+        """Use an index built by `new_index` over the current embeddings."""
+        self._index, self._slots = index, np.arange(len(self), dtype=np.int64)
 
     @property
     def index(self) -> faiss.Index:
         return self._index if self._index is not None else self.build_index()
 
+    @property
+    def deleted(self) -> int:
+        return int((self._slots < 0).sum()) if self._index is not None else 0
+
+    @property
+    def needs_rebuild(self) -> bool:
+        return self._index is not None and self.deleted > REBUILD_FRACTION * max(
+            len(self._slots), 1)
+
+    def reserve_ids(self, n: int) -> list[str]:
+        ids = [f"g{self.next_id + i:06d}" for i in range(n)]
+        self.next_id += n
+        return ids
+
     def add(self, embeddings: np.ndarray, labels: list[str], sources: list[str] | None = None,
-            ids: list[str] | None = None) -> list[str]:
-        """Enroll (N, D) embeddings; returns their ids (generated unless given)."""
+            ids: list[str] | None = None, files: list[str] | None = None) -> list[str]:
+        """Enroll (N, D) embeddings; returns their ids (generated unless given). Everything is
+        checked before anything changes."""
         embeddings = np.asarray(embeddings, dtype=np.float32).reshape(-1, self.dim)
         n = len(embeddings)
-        sources = sources if sources is not None else [""] * n
-        if ids is None:
-            ids = [f"g{self.next_id + i:06d}" for i in range(n)]
-            self.next_id += n
+        sources = [str(s)[:MAX_SOURCE_CHARS] for s in (sources or [""] * n)]
+        files = [str(f) for f in (files or [""] * n)]
+        labels = [str(lab) for lab in labels]
+        if not (len(labels) == len(sources) == len(files) == n) or (ids and len(ids) != n):
+            raise ValueError("embeddings, labels, sources, files and ids differ in length")
+        if not np.isfinite(embeddings).all():
+            raise DataError("an embedding holds nan or inf; the input was not a valid sample")
+        for lab in labels:
+            if not lab.strip():
+                raise DataError("a label is empty; give every item a name")
+            if len(lab) > MAX_LABEL_CHARS:
+                raise DataError(f"label '{lab[:40]}...' has {len(lab)} characters; the limit "
+                                f"is {MAX_LABEL_CHARS}: give a shorter name")
         taken = set(self.ids)
-        clash = [i for i in ids if i in taken]
-        if clash or len(set(ids)) != len(ids):
-            raise ConfigError(f"gallery id {clash[0] if clash else ids[0]} is already used; "
-                              "ids must be unique")
-        if not (len(labels) == len(sources) == len(ids) == n):
-            raise ValueError("embeddings, labels, sources and ids differ in length")
+        if ids is not None:
+            clash = [i for i in ids if i in taken]
+            if clash or len(set(ids)) != len(ids):
+                raise ConfigError(f"gallery id {clash[0] if clash else ids[0]} is already used; "
+                                  "ids must be unique")
+        ids = list(ids) if ids is not None else self.reserve_ids(n)
+        for i in ids:  # generated ids never collide with given ones later
+            m = _ID.fullmatch(i)
+            if m:
+                self.next_id = max(self.next_id, int(m.group(1)) + 1)
+        start = len(self)
         self.embeddings = np.concatenate([self.embeddings, embeddings])
-        self.ids += list(ids)
-        self.labels += [str(lab) for lab in labels]
-        self.sources += [str(s) for s in sources]
-        if self._index is not None and self.index_type != "ivf":
-            self._index.add(embeddings)  # flat and HNSW grow in place
+        self.ids += ids
+        self.labels += labels
+        self.sources += sources
+        self.files += files
+        self.version += 1
+        if self._index is not None and not (self.index_type == "ivf" and
+                                            not isinstance(self._index, faiss.IndexIVF)):
+            self._index.add(embeddings)  # new slots at the end
+            self._slots = np.concatenate([self._slots, np.arange(start, start + n)])
         else:
-            self._index = None
-        return list(ids)
+            self._index = None  # an IVF still too small for its quantizer: rebuilt on demand
+        return ids
 
-    def remove(self, ids: list[str]) -> int:
-        """Remove items by id; unknown ids are an error (nothing is removed then)."""
+    def remove(self, ids: list[str]) -> list[str]:
+        """Remove items by id -> their owned file names ("" where none). Unknown ids are an
+        error (nothing is removed then). The index only marks their slots deleted."""
         pos = {i: p for p, i in enumerate(self.ids)}
         missing = [i for i in ids if i not in pos]
         if missing:
             raise ConfigError(f"no gallery item with id {missing[0]}; see 'siamese gallery list'")
         keep = np.ones(len(self.ids), bool)
         keep[[pos[i] for i in ids]] = False
+        gone = [f for f, k in zip(self.files, keep, strict=True) if not k]
+        new_pos = np.where(keep, np.cumsum(keep) - 1, -1)
+        if self._index is not None:
+            self._slots = np.where(self._slots >= 0, new_pos[self._slots.clip(0)], -1)
         self.embeddings = self.embeddings[keep]
-        for name in ("ids", "labels", "sources"):
+        for name in ("ids", "labels", "sources", "files"):
             setattr(self, name, [v for v, k in zip(getattr(self, name), keep, strict=True) if k])
-        self._index = None  # HNSW cannot remove: rebuild on next search
-        return int((~keep).sum())
+        self.version += 1
+        return gone
 
     # -- searching --------------------------------------------------------------------------
     def to_similarity(self, raw: np.ndarray) -> np.ndarray:
         return (1 + raw) / 2 if self.metric == "ip" else 1 / (1 + np.maximum(raw, 0))
 
+    def _params(self):
+        index = self.index
+        if isinstance(index, faiss.IndexHNSW):
+            p = faiss.SearchParametersHNSW()
+            p.efSearch = self.ef_search
+        elif isinstance(index, faiss.IndexIVF):
+            p = faiss.SearchParametersIVF()
+            p.nprobe = self.nprobe
+        else:
+            p = faiss.SearchParameters()
+        dead = np.flatnonzero(self._slots < 0).astype(np.int64)
+        if len(dead):
+            inner = faiss.IDSelectorBatch(dead)
+            p.sel = faiss.IDSelectorNot(inner)
+            p._keep = (inner, p.sel)  # FAISS holds raw pointers: keep the selectors alive
+        return p
+
     def search(self, queries: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
-        """(M, D) queries -> (similarities (M, k'), positions (M, k')), best first; k' = min(k, N)
-        """
+        """(M, D) queries -> (similarities (M, k'), positions (M, k')), best first; k' = min(k, N);
+        position -1 where fewer than k' items were found."""
+        if k < 1:
+            raise ConfigError(f"k = {k}: ask for at least 1 match")
         k = min(k, len(self))
         q = np.ascontiguousarray(np.asarray(queries, np.float32).reshape(-1, self.dim))
         if k == 0:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
-        raw, pos = self.index.search(q, k)
+        raw, slot = self.index.search(q, k, params=self._params())
+        pos = np.where(slot >= 0, self._slots[slot.clip(0)], -1)
         return self.to_similarity(raw), pos
 
     def prototypes(self) -> tuple[list[str], np.ndarray]:
@@ -141,45 +227,41 @@ class Gallery:
         return labels, protos.astype(np.float32)
 
     # -- persistence ------------------------------------------------------------------------
+    def items_json(self) -> dict:
+        return {"ids": self.ids, "labels": self.labels, "sources": self.sources,
+                "files": self.files}
+
     def save(self, path: Path) -> None:
-        tensors = {"embeddings": torch.from_numpy(np.ascontiguousarray(self.embeddings))}
+        items = json.dumps(self.items_json()).encode()  # ascii: non-UTF-8 names survive
+        tensors = {"embeddings": torch.from_numpy(np.ascontiguousarray(self.embeddings)),
+                   "items": torch.frombuffer(bytearray(items), dtype=torch.uint8)}
         if self.index_type != "flat" and len(self):
             tensors["index"] = torch.from_numpy(faiss.serialize_index(self.index).copy())
+            tensors["slots"] = torch.from_numpy(self._slots.copy())
         meta = {
-            "format": FORMAT, "version": "1", "dim": str(self.dim), "metric": self.metric,
+            "format": FORMAT, "version": VERSION, "dim": str(self.dim), "metric": self.metric,
             "index_type": self.index_type, "fingerprint": self.fingerprint,
-            "next_id": str(self.next_id), "ids": json.dumps(self.ids),
-            "labels": json.dumps(self.labels), "sources": json.dumps(self.sources),
-            "params": json.dumps({"hnsw_m": self.hnsw_m, "ef_search": self.ef_search,
-                                  "nprobe": self.nprobe}),
+            "next_id": str(self.next_id), "count": str(len(self)),
+            "params": json.dumps({p: getattr(self, p) for p in PARAMS}),
+            "sha256": json.dumps({k: _sha(v) for k, v in tensors.items()}),
         }
         atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
     @classmethod
     def load(cls, path: Path, fingerprint: str | None = None) -> Gallery:
-        try:
-            with safe_open(str(path), "pt") as f:
-                meta = f.metadata() or {}
-            tensors = load_file(str(path))
-        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-            raise ArtifactError(f"gallery {path} is unreadable ({str(e)[:60]}); rebuild it "
-                                "with 'siamese gallery reindex' or remove it") from None
-        if meta.get("format") != FORMAT:
-            raise ArtifactError(f"{path} is not a siamese gallery")
-        if fingerprint is not None and meta["fingerprint"] != fingerprint:
-            raise ArtifactError(
-                f"gallery {path} was built with other model weights; run 'siamese gallery "
-                "reindex RUN' to re-embed its sources with these weights"
-            )
-        g = cls(int(meta["dim"]), meta["metric"], meta["index_type"], meta["fingerprint"],
-                **json.loads(meta["params"]))
-        g.embeddings = tensors["embeddings"].numpy()
-        g.ids, g.labels = json.loads(meta["ids"]), json.loads(meta["labels"])
-        g.sources, g.next_id = json.loads(meta["sources"]), int(meta["next_id"])
-        if "index" in tensors:
-            g._index = faiss.deserialize_index(tensors["index"].numpy())
-            if g.index_type == "hnsw":
-                g._index.hnsw.efSearch = g.ef_search
-            elif g.index_type == "ivf" and hasattr(g._index, "nprobe"):
-                g._index.nprobe = g.nprobe
-        return g
+        from .gallery_file import read_gallery
+
+        return read_gallery(cls, Path(path), fingerprint)
+
+
+def damaged(path: Path, what: str) -> ArtifactError:
+    return ArtifactError(f"gallery {path} is damaged ({what}); rebuild it from its stored "
+                         "images with 'siamese gallery reindex RUN', or delete the file")
+
+
+def open_safetensors(path: Path):
+    try:
+        return safe_open(str(path), "pt")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise ArtifactError(f"gallery {path} is unreadable ({str(e)[:60]}); it cannot be "
+                            "repaired: delete it and enroll again") from None

@@ -1,47 +1,59 @@
-"""`create_app(run)`: the FastAPI service. Every error is JSON {"error": message} with a 4xx code.
+"""`create_app(run)`: the FastAPI service. Every error is JSON {"error": message}, 4xx for bad
+requests (a bug is a JSON 500, never a plain-text page).
 
-Limits: request size (Content-Length required and capped), image pixels (decompression bombs),
-image formats, files per request; gallery changes need the API key (X-API-Key header) and are
-refused when the server has none.
+What it promises (docs/security.md): no request can stall the others (image decoding runs on a
+small bounded thread pool, gallery work on worker threads; the event loop only parses and
+routes), request size, files, pixels per image and per request are capped before decoding, the
+Host header must name this server (DNS rebinding), gallery changes need the API key, uploads are
+stored under their detected format and served with nosniff and a restrictive CSP.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
+import base64
+import hashlib
 import json
+import re
 import secrets
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
-from PIL import Image
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..errors import SiameseError
+from ..data.images import FORMAT_SUFFIX, NotAnImage, TooManyPixels, image_format
+from ..errors import ConfigError, SiameseError
 from ..index.enroll import (
     classify_embeddings,
     identify_embeddings,
-    open_gallery,
-    save_gallery,
+    open_store,
     search_embeddings,
 )
+from ..names import display
 from .batching import Batcher
 
 STATIC = Path(__file__).parent / "static"
-FORMATS = {"PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP", "PPM"}
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+MEDIA = {".png": "image/png", ".jpg": "image/jpeg", ".bmp": "image/bmp", ".gif": "image/gif",
+         ".tif": "image/tiff", ".webp": "image/webp", ".ppm": "image/x-portable-anymap"}
+STRICT_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox"
 
 
 @dataclass
 class Limits:
     max_request_bytes: int = 10 * 1024 * 1024
-    max_pixels: int = 25_000_000
+    max_pixels: int = 25_000_000  # per image
+    max_request_pixels: int = 50_000_000  # all images of one request together
     max_files: int = 32
+    decode_threads: int = 2  # images are decoded on this many threads, never on the event loop
+    max_page: int = 1000  # GET /gallery items per page
 
 
 class ApiError(Exception):
@@ -50,18 +62,56 @@ class ApiError(Exception):
         self.status, self.message = status, message
 
 
+def _page_csp(html: str) -> str:
+    """The page may run its own inline script (by hash) and nothing else."""
+    scripts = re.findall(r"<script>(.*?)</script>", html, re.S)
+    digests = [base64.b64encode(hashlib.sha256(s.encode()).digest()).decode() for s in scripts]
+    hashes = " ".join(f"'sha256-{d}'" for d in digests)
+    return (f"default-src 'none'; script-src {hashes}; style-src 'unsafe-inline'; "
+            "img-src 'self' blob:; connect-src 'self'; media-src 'self' blob:; "
+            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+def _host_of(header: str) -> str:
+    host = header.strip().lower()
+    if host.startswith("["):  # [::1]:8000
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def parse_labels(labels: str, n: int) -> list[str]:
+    """One label for every file, or a JSON list of one label per file."""
+    if not labels.startswith("["):
+        return [labels] * n
+    try:
+        parsed = json.loads(labels)
+    except (ValueError, RecursionError):  # also 5000-digit numbers, 100,000 nested lists
+        raise ApiError(422, "labels: not a JSON list of strings") from None
+    if not isinstance(parsed, list) or not all(isinstance(x, str) for x in parsed):
+        raise ApiError(422, "labels: give a JSON list of strings")
+    if len(parsed) != n:
+        raise ApiError(422, f"labels: {len(parsed)} labels for {n} files; give one per file")
+    return parsed
+
+
 def create_app(run: str | Path, api_key: str | None = None, limits: Limits | None = None,
-               batching: bool = True) -> FastAPI:
+               batching: bool = True, allowed_hosts: list[str] | None = None) -> FastAPI:
+    """allowed_hosts: the names clients may reach this server by (Host header); None = the
+    loopback names, ["*"] = any (behind a proxy that checks it)."""
     from ..api import load
 
     limits = limits or Limits()
+    hosts = {h.lower().strip("[]") for h in (allowed_hosts or LOOPBACK)}
     model = load(run)
-    gallery = open_gallery(model)
-    lock = threading.Lock()
+    store = open_store(model)
+    decoder = ThreadPoolExecutor(limits.decode_threads, thread_name_prefix="siamese-decode")
     batcher = Batcher(model.embed_tensor) if batching else None
+    rebuilding = threading.Lock()
+    page = (STATIC / "index.html").read_text()
+    page_csp = _page_csp(page)
     app = FastAPI(title="siamese", version=__version__,
                   description="Verify, identify and search with a trained Siamese network.")
-    app.state.model, app.state.batcher = model, batcher
+    app.state.model, app.state.batcher, app.state.store = model, batcher, store
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, e: ApiError):
@@ -69,7 +119,9 @@ def create_app(run: str | Path, api_key: str | None = None, limits: Limits | Non
 
     @app.exception_handler(SiameseError)
     async def _user_error(request: Request, e: SiameseError):
-        return JSONResponse({"error": str(e)}, status_code=400)
+        status = 415 if isinstance(e, NotAnImage) else 413 if isinstance(e, TooManyPixels) \
+            else 400
+        return JSONResponse({"error": display(str(e))}, status_code=status)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, e: RequestValidationError):
@@ -82,8 +134,15 @@ def create_app(run: str | Path, api_key: str | None = None, limits: Limits | Non
     async def _http(request: Request, e: StarletteHTTPException):
         return JSONResponse({"error": str(e.detail)}, status_code=e.status_code)
 
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, e: Exception):
+        return JSONResponse({"error": f"internal error ({type(e).__name__})"}, status_code=500)
+
     @app.middleware("http")
-    async def _size_cap(request: Request, call_next):
+    async def _guard(request: Request, call_next):
+        if "*" not in hosts and _host_of(request.headers.get("host", "")) not in hosts:
+            return JSONResponse({"error": "Host header does not name this server; start it "
+                                          "with --allowed-hosts NAME"}, status_code=400)
         if request.method in ("POST", "PUT", "PATCH"):
             length = request.headers.get("content-length")
             if length is None:
@@ -92,40 +151,48 @@ def create_app(run: str | Path, api_key: str | None = None, limits: Limits | Non
                 return JSONResponse(
                     {"error": f"request larger than {limits.max_request_bytes} bytes"},
                     status_code=413)
-        return await call_next(request)
+        response = await call_next(request)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        path = request.url.path
+        if path == "/":
+            response.headers["Content-Security-Policy"] = page_csp
+        elif path not in ("/docs", "/redoc"):  # FastAPI's own pages load their scripts
+            response.headers.setdefault("Content-Security-Policy", STRICT_CSP)
+        return response
 
     def check_key(request: Request) -> None:
         if not api_key:
             raise ApiError(403, "gallery changes are disabled: start the server with an API "
                                 "key in SIAMESE_API_KEY")
-        given = request.headers.get("x-api-key", "")
-        if not secrets.compare_digest(given.encode(), api_key.encode()):
+        # Header bytes arrive decoded as latin-1: compare the client's bytes with the key's
+        # UTF-8 bytes, so that a non-ASCII key works.
+        given = request.headers.get("x-api-key", "").encode("latin-1", "replace")
+        if not secrets.compare_digest(given, api_key.encode("utf-8")):
             raise ApiError(401, "a valid X-API-Key header is required for gallery changes")
 
-    async def read_images(files: list[UploadFile], keep: list | None = None):
-        """Check and load uploads -> list of (1, *input) tensors; `keep` collects the bytes."""
+    def decode_all(blobs: list[tuple[str, bytes]]):
+        """On a decode thread: check every header first (format, pixels per image and per
+        request), then decode -> (tensors, detected formats)."""
+        formats, total = [], 0
+        for name, data in blobs:
+            fmt, w, h = image_format(data, name, limits.max_pixels)
+            total += w * h
+            formats.append(fmt)
+        if total > limits.max_request_pixels:
+            raise ApiError(413, f"the images hold {total} pixels together; the limit per "
+                                f"request is {limits.max_request_pixels}")
+        return [model.preprocessing.load_input(data) for _, data in blobs], formats
+
+    async def read_images(files: list[UploadFile]):
+        """-> (list of (1, *input) tensors, [(name, bytes)], [format])."""
         if not files:
             raise ApiError(422, "no file uploaded")
         if len(files) > limits.max_files:
             raise ApiError(413, f"at most {limits.max_files} files per request")
-        tensors = []
-        for f in files:
-            data = await f.read()
-            name = f.filename or "upload"
-            try:
-                img = Image.open(io.BytesIO(data))
-            except Exception:
-                raise ApiError(415, f"{name} is not an image (PNG, JPEG, BMP, GIF, TIFF, "
-                                    "WebP)") from None
-            if img.format not in FORMATS:
-                raise ApiError(415, f"{name}: image type {img.format} is not accepted")
-            if img.width * img.height > limits.max_pixels:
-                raise ApiError(413, f"{name} has {img.width}x{img.height} pixels; the limit is "
-                                    f"{limits.max_pixels}")
-            tensors.append(model.preprocessing.load_input(data))  # DataError -> 400
-            if keep is not None:
-                keep.append(data)
-        return tensors
+        blobs = [(display(f.filename or "upload")[:200], await f.read()) for f in files]
+        loop = asyncio.get_running_loop()
+        tensors, formats = await loop.run_in_executor(decoder, decode_all, blobs)
+        return tensors, blobs, formats
 
     async def embed(tensors) -> np.ndarray:
         import torch
@@ -135,102 +202,109 @@ def create_app(run: str | Path, api_key: str | None = None, limits: Limits | Non
             return await asyncio.to_thread(lambda: model.embed_tensor(x).numpy())
         return (await asyncio.wrap_future(batcher.submit(x))).numpy()
 
+    async def embed_files(files: list[UploadFile]) -> np.ndarray:
+        return await embed((await read_images(files))[0])
+
+    def gallery_call(fn, *args):
+        """Gallery work runs on a worker thread: a slow save or reload never blocks the loop."""
+        return asyncio.to_thread(lambda: fn(store.current(), *args))
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index():
-        return HTMLResponse((STATIC / "index.html").read_text())
+        return HTMLResponse(page)
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "gallery": len(gallery), "version": __version__}
+        g = store.gallery
+        return {"status": "ok", "gallery": len(g) if g is not None else 0,
+                "version": __version__}
 
     @app.get("/model")
     async def card():
         return model.card
 
     @app.post("/embed")
-    async def embed_files(files: list[UploadFile] = File(...)):
-        e = await embed(await read_images(files))
+    async def embed_route(files: list[UploadFile] = File(...)):
+        e = await embed_files(files)
         return {"dim": int(e.shape[1]), "embeddings": e.tolist()}
 
     @app.post("/verify")
     async def verify(a: UploadFile = File(...), b: UploadFile = File(...)):
-        e = await embed(await read_images([a, b]))
+        e = await embed_files([a, b])
         sim = float(model.score_embeddings(e[:1], e[1:])[0])
         return {"similarity": sim, "same": sim >= model.threshold, "threshold": model.threshold}
 
     @app.post("/identify")
     async def identify(file: UploadFile = File(...)):
-        e = await embed(await read_images([file]))
-        with lock:
-            return identify_embeddings(model, gallery, e)[0]
+        e = await embed_files([file])
+        return (await gallery_call(lambda g: identify_embeddings(model, g, e)))[0]
 
     @app.post("/classify")
     async def classify(file: UploadFile = File(...)):
-        e = await embed(await read_images([file]))
-        with lock:
-            return classify_embeddings(model, gallery, e)[0]
+        e = await embed_files([file])
+        return (await gallery_call(lambda g: classify_embeddings(model, g, e)))[0]
 
     @app.post("/search")
     async def search(file: UploadFile = File(...), k: int = 5):
         if not 1 <= k <= 100:
             raise ApiError(422, "k must be between 1 and 100")
-        e = await embed(await read_images([file]))
-        with lock:
-            return {"matches": search_embeddings(model, gallery, e, k)[0]}
+        e = await embed_files([file])
+        return {"matches": (await gallery_call(lambda g: search_embeddings(model, g, e, k)))[0]}
 
     @app.get("/gallery")
-    async def gallery_list():
-        with lock:
-            items = [{"id": i, "label": lab, "source": s} for i, lab, s in
-                     zip(gallery.ids, gallery.labels, gallery.sources, strict=True)]
-        return {"count": len(items), "items": items}
+    async def gallery_list(offset: int = 0, limit: int = 100):
+        if offset < 0 or not 1 <= limit <= limits.max_page:
+            raise ApiError(422, f"offset must be >= 0 and limit between 1 and {limits.max_page}")
+
+        def page_of(g):
+            end = min(offset + limit, len(g))
+            return {"count": len(g), "offset": offset, "limit": limit, "items": [
+                {"id": g.ids[i], "label": display(g.labels[i]), "source": display(g.sources[i])}
+                for i in range(offset, end)]}
+
+        return await gallery_call(page_of)
 
     @app.post("/gallery")
     async def gallery_add(request: Request, files: list[UploadFile] = File(...),
                           labels: str = Form(..., description="one label, or a JSON list")):
         check_key(request)
-        try:
-            parsed = json.loads(labels) if labels.startswith("[") else [labels] * len(files)
-        except json.JSONDecodeError:
-            raise ApiError(422, "labels: not a JSON list") from None
-        if len(parsed) != len(files) or not all(str(x).strip() for x in parsed):
-            raise ApiError(422, "labels: give one non-empty label per file")
-        raw: list[bytes] = []
-        e = await embed(await read_images(files, keep=raw))
-        uploads = Path(model.run) / "gallery_uploads"
-        # No await while the lock is held: a threading lock held across an await would block
-        # the event loop for every other request that wants it.
-        with lock:
-            ids = gallery.add(e, [str(x) for x in parsed], [""] * len(files))
-            sources = []
-            for i, f, data in zip(ids, files, raw, strict=True):  # for thumbnails, reindex
-                suffix = Path(f.filename or "x.png").suffix.lower() or ".png"
-                p = uploads / f"{i}{suffix}"
-                p.parent.mkdir(exist_ok=True)
-                p.write_bytes(data)
-                sources.append(str(p))
-            gallery.sources[-len(ids):] = sources
-            save_gallery(model, gallery)
-        return {"ids": ids, "count": len(gallery)}
+        parsed = parse_labels(labels, len(files))
+        tensors, blobs, formats = await read_images(files)
+        e = await embed(tensors)
+        ids = await asyncio.to_thread(
+            store.add, e, parsed, [name for name, _ in blobs], [data for _, data in blobs],
+            [FORMAT_SUFFIX[f] for f in formats])
+        return {"ids": ids, "count": len(store.gallery)}
+
+    def rebuild_in_background() -> None:
+        if store.gallery.needs_rebuild and rebuilding.acquire(blocking=False):
+            def work():
+                try:
+                    store.rebuild()
+                finally:
+                    rebuilding.release()
+
+            threading.Thread(target=work, daemon=True, name="siamese-rebuild").start()
 
     @app.delete("/gallery/{item_id}")
     async def gallery_remove(item_id: str, request: Request):
         check_key(request)
-        with lock:
-            if item_id not in gallery.ids:
-                raise ApiError(404, f"no gallery item with id {item_id}")
-            gallery.remove([item_id])
-            save_gallery(model, gallery)
-        return {"removed": item_id, "count": len(gallery)}
+        try:
+            await asyncio.to_thread(store.remove, [item_id])
+        except ConfigError as e:
+            raise ApiError(404, str(e)) from None
+        rebuild_in_background()
+        return {"removed": item_id, "count": len(store.gallery)}
 
     @app.get("/gallery/{item_id}/image", include_in_schema=False)
     async def gallery_image(item_id: str):
-        with lock:
-            if item_id not in gallery.ids:
-                raise ApiError(404, f"no gallery item with id {item_id}")
-            src = gallery.sources[gallery.ids.index(item_id)]
-        if not src or not Path(src).is_file():
-            raise ApiError(404, f"the image of {item_id} is no longer on disk")
-        return FileResponse(src)
+        try:
+            data, suffix = await asyncio.to_thread(store.image_bytes, item_id)
+        except SiameseError:
+            raise ApiError(404, f"no gallery item with id {item_id}") from None
+        except OSError:  # gone, or a link or non-file swapped in: never followed
+            raise ApiError(404, f"the image of {item_id} is not stored") from None
+        return Response(data, media_type=MEDIA.get(suffix, "application/octet-stream"),
+                        headers={"Content-Security-Policy": STRICT_CSP})
 
     return app
