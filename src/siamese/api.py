@@ -25,7 +25,7 @@ from .config import Config, EvalConfig, config_from_dict, resolve
 from .data.datasets import load_dataset
 from .data.labeled import LabeledData
 from .data.preprocessing import Preprocessing
-from .data.sampling import ClassBalancedSampler, sample_pairs
+from .data.sampling import ClassBalancedSampler, pairable, sample_pairs
 from .data.splits import Split, make_split
 from .data.transforms import add_transformed_classes, random_affine
 from .errors import ArtifactError, ConfigError, DataError
@@ -174,7 +174,7 @@ def train(config: Config | dict | None = None, out: str | Path = "runs/latest", 
     model = Model(net, pre, card, out, device)
 
     val_pairs = None
-    if val_set is not None and len(np.unique(val_set.y)) >= 2:
+    if val_set is not None and pairable(val_set.y):
         x_val = pre.normalize(val_set.x)
         val_pairs = sample_pairs(val_set.y, cfg.train.val_pairs,
                                  np.random.default_rng(cfg.train.seed + 1))
@@ -276,7 +276,7 @@ def evaluate(model: Model | str | Path, data: str | Path | None = None,
                                 f"{run} was trained; pass --data to evaluate on new data")
             _split = Split.from_dict(read_json(run / "split.json", "the split"))
         for name, idx in (("unseen", _split.test_unseen), ("seen", _split.test_seen)):
-            if len(idx) and len(np.unique(full.y[idx])) >= 2:
+            if len(idx) and pairable(full.y[idx]):
                 sets[name] = full.subset(idx)
     if not sets:
         raise DataError("nothing to evaluate: the run has no test split; pass --data")

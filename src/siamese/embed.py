@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write, atomic_write_bytes
+from .atomic import atomic_write_bytes
 from .data.images import is_image_name
 from .errors import DataError
 
@@ -45,17 +45,16 @@ def embed_path(run: str | Path, inputs: str | Path, out: str | Path,
         emb = np.concatenate([model.embed(files[i:i + 256]) for i in range(0, len(files), 256)])
         rows = [(str(f), f.parent.relative_to(root).as_posix() if f.parent != root else "")
                 for f in files]
+    # Both files are made in memory first, so that a failure writes neither. File names are
+    # written as their exact bytes (a non-UTF-8 name stays a usable path).
     buf = io.BytesIO()
     np.save(buf, emb.astype(np.float32))
+    text = io.StringIO()
+    w = csv.writer(text)
+    w.writerow(["row", "source", "label"])
+    for i, (s, label) in enumerate(rows):
+        w.writerow([i, s, label])
+    index_bytes = text.getvalue().encode("utf-8", "surrogateescape")
     atomic_write_bytes(out, buf.getvalue())
-    index = out.with_suffix(".csv")
-
-    def write_index(tmp: str) -> None:
-        with open(tmp, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["row", "source", "label"])
-            for i, (s, label) in enumerate(rows):
-                w.writerow([i, s, label])
-
-    atomic_write(index, write_index)
+    atomic_write_bytes(out.with_suffix(".csv"), index_bytes)
     return emb.shape[0], emb.shape[1]

@@ -157,8 +157,9 @@ def load_csv(path: Path, label_column: str) -> LabeledData:
             ) from None
         labels.append(row[li].strip())
     y, classes = _labels_to_index(labels)
-    x = _finite(np.array(feats, dtype=np.float32), path,
-                lambda r: f"line {r + 2}")
+    with np.errstate(over="ignore"):  # beyond float32's range -> inf, refused by _finite
+        x32 = np.array(feats, dtype=np.float32)
+    x = _finite(x32, path, lambda r: f"line {r + 2}")
     sources = [f"{path}:{i + 2}" for i in range(len(y))]
     return LabeledData(x=x, y=y, classes=classes, sources=sources, kind="vector")
 
@@ -179,7 +180,9 @@ def load_npy(path: Path, label_column: str) -> LabeledData:
                         "exist: pass --label-column with a column index")
     _finite(a[:, [li]].astype(np.float64), path, lambda r: f"row {r} (its label)")
     y, classes = _labels_to_index([_label_text(v) for v in a[:, li]])
-    x = _finite(np.delete(a, li, axis=1).astype(np.float32), path, lambda r: f"row {r}")
+    with np.errstate(over="ignore"):
+        x32 = np.delete(a, li, axis=1).astype(np.float32)
+    x = _finite(x32, path, lambda r: f"row {r}")
     sources = [f"{path}:{i}" for i in range(len(y))]
     return LabeledData(x=x, y=y, classes=classes, sources=sources, kind="vector")
 

@@ -81,6 +81,12 @@ class ClassBalancedSampler:
         return [batches[i] for i in order]
 
 
+def pairable(labels: np.ndarray) -> bool:
+    """Whether balanced pairs can be drawn: two classes, one of them with two samples."""
+    counts = np.unique(np.asarray(labels), return_counts=True)[1]
+    return len(counts) >= 2 and bool((counts >= 2).any())
+
+
 def sample_pairs(labels: np.ndarray, n: int, rng: np.random.Generator):
     """n balanced pairs: n//2 positives (same class, two different samples) and the rest negatives.
 
@@ -89,7 +95,7 @@ def sample_pairs(labels: np.ndarray, n: int, rng: np.random.Generator):
     """
     by_class = class_index(np.asarray(labels))
     pos_classes = np.array([c for c, i in by_class.items() if len(i) >= 2])
-    if len(pos_classes) == 0 or len(by_class) < 2:
+    if not pairable(labels):
         raise ValueError("need a class with 2 samples and at least 2 classes for pairs")
     n_pos = n // 2
     n_neg = n - n_pos
