@@ -13,6 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import describe, machine_info
+
 import siamese
 from siamese.atomic import atomic_write_json
 from siamese.config import apply_overrides, load_config
@@ -56,8 +58,9 @@ def main() -> None:
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0] if k != "seed"}
         results[name] = {"overrides": overrides, "runs": runs, "median": med}
         print(f"{name}: {med}", flush=True)
+    info = machine_info()
     atomic_write_json(args.out, {"benchmark": "digits_unseen", "seeds": args.seeds,
-                                 "results": results})
+                                 "machine": info, "results": results})
     print("\n| variant | unseen ROC AUC | unseen 4-way 1-shot | seen ROC AUC | "
           "seen 5-way 1-shot | train+eval s |")
     print("|---|---|---|---|---|---|")
@@ -65,7 +68,7 @@ def main() -> None:
         m = r["median"]
         print(f"| {name} | {m['unseen_auc']:.3f} | {100 * m['unseen_4way_1shot']:.1f}% | "
               f"{m['seen_auc']:.3f} | {100 * m['seen_5way_1shot']:.1f}% | {m['seconds']:.0f} |")
-    print(f"\nmedians over {args.seeds} seeds; JSON in {args.out}")
+    print(f"\nmedians over {args.seeds} seeds, measured on {describe(info)}; JSON in {args.out}")
 
 
 if __name__ == "__main__":

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import faiss
 import numpy as np
+from machine import describe, machine_info
 
 from siamese.atomic import atomic_write_json
 from siamese.index import Gallery
@@ -88,7 +91,7 @@ def main() -> None:
     faiss.omp_set_num_threads(1)
     rows = []
     for ef in (16, 32, 64, 128, 256, 512):
-        hnsw.index.hnsw.efSearch = ef
+        hnsw.ef_search = ef  # passed with every search
         _, p = hnsw.search(q, k)
         recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(p, p_faiss,
                                                                           strict=True)]))
@@ -103,9 +106,33 @@ def main() -> None:
                      "p99_query_ms": 1000 * float(np.percentile(per_query, 99))})
         print(rows[-1], flush=True)
     ok = [r for r in rows if r["recall@10"] >= 0.95]
+    hnsw.ef_search = 64
+    ids = hnsw.ids
+    removal = []
+    for i in range(args.repeats):  # remove one item, then the next search sees it gone
+        gone = ids[1000 * (i + 1)]
+        t = time.perf_counter()
+        hnsw.remove([gone])
+        _, p = hnsw.search(x[1000 * (i + 1):1000 * (i + 1) + 1], k)
+        removal.append(time.perf_counter() - t)
+        assert gone not in {hnsw.ids[j] for j in p[0] if j >= 0}
+    faiss.omp_set_num_threads(2)
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        hnsw.save(Path(tmp) / "g.safetensors")
+        save_s = time.perf_counter() - t
+        size = (Path(tmp) / "g.safetensors").stat().st_size
+        t = time.perf_counter()
+        Gallery.load(Path(tmp) / "g.safetensors")
+        load_s = time.perf_counter() - t
+    persist = {"remove_one_then_search_ms": 1000 * statistics.median(removal),
+               "rebuild_s": build_s, "save_s": save_s, "load_s": load_s,
+               "file_mb": size / 2**20}
+    print(persist, flush=True)
+    info = machine_info()
     result = {"benchmark": "gallery_search", "n": args.n, "dim": args.dim, "exact": exact_row,
               "hnsw": {"m": args.hnsw_m, "build_s": build_s, "sweep": rows,
-                       "chosen": ok[0] if ok else None}}
+                       "chosen": ok[0] if ok else None}, "persist": persist, "machine": info}
     atomic_write_json(args.out, result)
     print("\n| search | recall@10 | time |\n|---|---|---|")
     print(f"| numpy brute force, {args.queries} queries | 1.000 | "
@@ -115,7 +142,11 @@ def main() -> None:
     for r in rows:
         print(f"| HNSW M={args.hnsw_m} efSearch={r['ef_search']}, 1 thread | "
               f"{r['recall@10']:.3f} | {r['median_query_ms']:.2f} ms median per query |")
-    print(f"\nJSON in {args.out}")
+    print(f"\nHNSW removal of one item + the next search: "
+          f"{persist['remove_one_then_search_ms']:.1f} ms (a rebuild: {build_s:.0f} s); "
+          f"save {save_s:.1f} s, load (checksums verified) {load_s:.1f} s, "
+          f"{persist['file_mb']:.0f} MB")
+    print(f"measured on {describe(info)}; JSON in {args.out}")
 
 
 if __name__ == "__main__":

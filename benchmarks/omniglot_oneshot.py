@@ -1,8 +1,14 @@
-"""Omniglot one-shot, Lake et al.'s original task, trained from scratch within a wall-clock budget.
+"""Omniglot one-shot, Lake et al.'s original task, trained from scratch within a wall-clock budget
+or a fixed amount of work.
 
     .venv/bin/python benchmarks/omniglot_oneshot.py --budget-minutes 5 --seeds 3 \\
         --out results/omniglot_5min.json [--setting full|minimal] [--data-dir ../shared/data]
         [--first-seed N] [--set section.key=value ...] [--keep-runs DIR]
+    .venv/bin/python benchmarks/omniglot_oneshot.py --epochs 6 --seeds 3 ...   # fixed work
+
+A wall-clock budget measures what a user gets in that time on this CPU (more epochs on a faster
+one); `--epochs N` trains the same number of images on any machine, so its accuracy compares
+across CPUs. The JSON records the machine (CPU model, cores, kernels, matmul GFLOP/s).
 
 Trains configs/omniglot.toml on images_background.zip (setting 'full') or on
 images_background_small1.zip ('minimal'), scores the 20 official runs (400 trials), and writes
@@ -24,6 +30,7 @@ import time
 from pathlib import Path
 
 import torch
+from machine import describe, machine_info
 
 import siamese
 from siamese.atomic import atomic_write_json
@@ -35,10 +42,12 @@ TRAIN_ZIP = {"full": "images_background.zip", "minimal": "images_background_smal
 
 
 def one_seed(data_dir: Path, setting: str, minutes: float, seed: int, workdir: Path,
-             overrides: dict, tta: int) -> dict:
+             overrides: dict, tta: int, epochs: int | None = None) -> dict:
     cfg = load_config(ROOT / "configs" / "omniglot.toml")
+    budget = {"train.max_minutes": minutes} if epochs is None else \
+        {"train.max_minutes": 0.0, "train.epochs": epochs}
     apply_overrides(cfg, {"data.path": str(data_dir / "omniglot" / TRAIN_ZIP[setting]),
-                          "train.max_minutes": minutes, "train.seed": seed, **overrides})
+                          **budget, "train.seed": seed, **overrides})
     t0 = time.perf_counter()
     model = siamese.train(cfg, workdir / f"seed{seed}", force=True, quiet=True)
     wall = time.perf_counter() - t0
@@ -69,7 +78,10 @@ def one_seed(data_dir: Path, setting: str, minutes: float, seed: int, workdir: P
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--budget-minutes", type=float, required=True)
+    budget = ap.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--budget-minutes", type=float, help="wall-clock training budget")
+    budget.add_argument("--epochs", type=int, help="fixed work: this many epochs (the same "
+                        "images on any CPU), the schedule over them")
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--first-seed", type=int, default=0,
                     help="seeds are first-seed .. first-seed + seeds - 1")
@@ -102,16 +114,18 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(args.keep_runs) if args.keep_runs else Path(tmp)
         for seed in range(args.first_seed, args.first_seed + args.seeds):
-            runs.append(one_seed(data_dir, args.setting, args.budget_minutes, seed, workdir,
-                                 overrides, args.tta))
+            runs.append(one_seed(data_dir, args.setting, args.budget_minutes or 0.0, seed,
+                                 workdir, overrides, args.tta, args.epochs))
             r = runs[-1]
             tta = f", {100 * r['accuracy_tta']:.2f}% with tta" if args.tta else ""
             print(f"seed {seed}: {100 * r['accuracy']:.2f}%{tta} ({r['epochs']} epochs, "
                   f"{r['images_per_second']:.0f} images/s)", file=sys.stderr, flush=True)
     accs = [r["accuracy"] for r in runs]
+    info = machine_info()
     summary = {
         "benchmark": "omniglot_oneshot", "setting": args.setting,
-        "budget_minutes": args.budget_minutes, "seeds": args.seeds, "overrides": overrides,
+        "budget_minutes": args.budget_minutes, "epochs": args.epochs, "seeds": args.seeds,
+        "overrides": overrides, "machine": info,
         "mean_accuracy": statistics.mean(accs), "median_accuracy": statistics.median(accs),
         "tta_views": args.tta,
         "mean_accuracy_tta": (statistics.mean(r["accuracy_tta"] for r in runs)
@@ -126,12 +140,13 @@ def main() -> int:
     print("| setting | budget | seeds | mean accuracy | per seed | with tta | images/s "
           "| peak RSS |")
     print("|---|---|---|---|---|---|---|---|")
-    print(f"| {args.setting} | {args.budget_minutes:g} min | {args.seeds} | "
+    budget = f"{args.budget_minutes:g} min" if args.epochs is None else f"{args.epochs} epochs"
+    print(f"| {args.setting} | {budget} | {args.seeds} | "
           f"{100 * summary['mean_accuracy']:.2f}% | "
           f"{', '.join(f'{100 * a:.2f}' for a in accs)} | {tta} | "
           f"{statistics.median(r['images_per_second'] for r in runs):.0f} | "
           f"{max(r['peak_rss_mib'] for r in runs):.0f} MiB |")
-    print(f"JSON in {args.out}")
+    print(f"measured on {describe(info)}; JSON in {args.out}")
     return 0
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from machine import machine_info
 from PIL import Image
 from sklearn.datasets import load_digits
 
@@ -104,7 +105,8 @@ def main() -> None:
     if not Path(args.run, "card.json").exists():
         sys.exit(f"no run at {args.run}; train one first (make demo)")
     rows = [load(args.run, args.clients, args.seconds, b) for b in (True, False)]
-    atomic_write_json(args.out, {"benchmark": "serve_load", "run": args.run, "results": rows})
+    atomic_write_json(args.out, {"benchmark": "serve_load", "run": args.run, "results": rows,
+                                 "machine": machine_info()})
     print("| /verify | clients | requests/s | p50 | p99 | errors |\n|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {'batched' if r['batching'] else 'one request per call'} | {r['clients']} | "
