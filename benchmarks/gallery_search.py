@@ -62,7 +62,7 @@ def main() -> None:
     k = 10
 
     exact = Gallery(args.dim, "ip", "flat")
-    exact.add(x, [""] * args.n)
+    exact.add(x, ["x"] * args.n)
     exact.build_index()
     faiss_times, numpy_times = [], []
     for _ in range(args.repeats):  # interleaved, so that both see the same machine load
@@ -84,7 +84,7 @@ def main() -> None:
 
     t = time.perf_counter()
     hnsw = Gallery(args.dim, "ip", "hnsw", hnsw_m=args.hnsw_m)
-    hnsw.add(x, [""] * args.n)
+    hnsw.add(x, ["x"] * args.n)
     hnsw.build_index()
     build_s = time.perf_counter() - t
     print(f"HNSW M={args.hnsw_m} built in {build_s:.0f} s", flush=True)

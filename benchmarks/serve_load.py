@@ -11,9 +11,7 @@ latency and the errors. Only 127.0.0.1 is ever contacted.
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -22,44 +20,15 @@ from pathlib import Path
 import httpx
 import numpy as np
 from machine import machine_info
-from PIL import Image
-from sklearn.datasets import load_digits
+from served import digit_png, served
 
 from siamese.atomic import atomic_write_json
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def png(index: int) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    Image.fromarray((load_digits().images[index] / 16 * 255).astype(np.uint8)).save(buf, "PNG")
-    return buf.getvalue()
-
-
 def load(run: str, clients: int, seconds: float, batching: bool) -> dict:
-    port = free_port()
-    cmd = [sys.executable, "-m", "siamese", "serve", run, "--port", str(port)]
-    if not batching:
-        cmd.append("--no-batching")
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.1)
-        a, b = png(0), png(10)
+    options = [] if batching else ["--no-batching"]
+    with served(run, *options) as url:
+        a, b = digit_png(0), digit_png(10)
         latencies: list[float] = []
         errors = [0]
         lock = threading.Lock()
@@ -85,9 +54,6 @@ def load(run: str, clients: int, seconds: float, batching: bool) -> dict:
         for t in threads:
             t.join()
         wall = time.perf_counter() - t0
-    finally:
-        server.terminate()
-        server.wait(10)
     return {"batching": batching, "clients": clients, "seconds": round(wall, 1),
             "requests": len(latencies), "errors": errors[0],
             "requests_per_s": len(latencies) / wall,

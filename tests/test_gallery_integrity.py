@@ -209,3 +209,26 @@ def test_reindex_repairs_a_damaged_index_from_the_stored_copies(enrolled, capsys
     assert main(["gallery", "reindex", str(model.run)]) == 0
     assert main(["gallery", "list", str(model.run)]) == 0
     assert capsys.readouterr().out.count("\n") == n + 2
+
+
+def test_a_format_1_gallery_loads_and_reindex_gives_it_copies(run_copy, tmp_path):
+    """Galleries written by the previous release (items in the header, absolute sources)."""
+    model = siamese.load(run_copy)
+    folder = digit_folder(tmp_path / "old", per_class=2, classes=range(2))
+    files = sorted(folder.rglob("*.png"))
+    emb = model.embed(files)
+    meta = {"format": "siamese-gallery", "version": "1", "dim": str(emb.shape[1]),
+            "metric": "ip", "index_type": "flat", "fingerprint": model.fingerprint,
+            "next_id": str(len(files) + 1),
+            "ids": json.dumps([f"g{i + 1:06d}" for i in range(len(files))]),
+            "labels": json.dumps([f.parent.name for f in files]),
+            "sources": json.dumps([str(f) for f in files]),
+            "params": json.dumps({"hnsw_m": 32, "ef_search": 64, "nprobe": 16})}
+    save_file({"embeddings": torch.from_numpy(emb)}, str(run_copy / "gallery.safetensors"),
+              metadata=meta)
+    g = open_store(model).gallery
+    assert len(g) == 4 and g.files == [""] * 4
+    assert main(["gallery", "reindex", str(run_copy)]) == 0
+    g = open_store(model).gallery
+    assert all(g.files) and len(list((run_copy / "gallery_uploads").iterdir())) == 4
+    np.testing.assert_allclose(g.embeddings, emb, atol=1e-5)

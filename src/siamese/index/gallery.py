@@ -31,6 +31,7 @@ from safetensors.torch import safe_open, save_file
 
 from ..atomic import atomic_write
 from ..errors import ArtifactError, ConfigError, DataError
+from ..names import display
 
 FORMAT = "siamese-gallery"
 VERSION = "2"
@@ -67,6 +68,7 @@ class Gallery:
         self.version = 0  # counts changes, so a background rebuild knows if it is stale
         self._index: faiss.Index | None = None
         self._slots = np.zeros(0, np.int64)  # index slot -> position, -1 = deleted
+        self._cached_params: tuple | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -125,9 +127,10 @@ class Gallery:
         checked before anything changes."""
         embeddings = np.asarray(embeddings, dtype=np.float32).reshape(-1, self.dim)
         n = len(embeddings)
-        sources = [str(s)[:MAX_SOURCE_CHARS] for s in (sources or [""] * n)]
+        # stored display-safe (non-UTF-8 bytes as U+FFFD), so that listing them costs nothing
+        sources = [display(str(s))[:MAX_SOURCE_CHARS] for s in (sources or [""] * n)]
         files = [str(f) for f in (files or [""] * n)]
-        labels = [str(lab) for lab in labels]
+        labels = [display(str(lab)) for lab in labels]
         if not (len(labels) == len(sources) == len(files) == n) or (ids and len(ids) != n):
             raise ValueError("embeddings, labels, sources, files and ids differ in length")
         if not np.isfinite(embeddings).all():
@@ -188,20 +191,32 @@ class Gallery:
         return (1 + raw) / 2 if self.metric == "ip" else 1 / (1 + np.maximum(raw, 0))
 
     def _params(self):
+        """Search parameters: a selector that skips deleted slots (with the gallery's efSearch /
+        nprobe), or None (FAISS's plain path) when nothing is deleted. Cached per change: a
+        scan of the slots costs more than an HNSW query."""
         index = self.index
         if isinstance(index, faiss.IndexHNSW):
-            p = faiss.SearchParametersHNSW()
-            p.efSearch = self.ef_search
+            index.hnsw.efSearch = self.ef_search
         elif isinstance(index, faiss.IndexIVF):
-            p = faiss.SearchParametersIVF()
-            p.nprobe = self.nprobe
-        else:
-            p = faiss.SearchParameters()
+            index.nprobe = self.nprobe
+        key = (self.version, id(index), len(self._slots), self.ef_search, self.nprobe)
+        if self._cached_params is not None and self._cached_params[0] == key:
+            return self._cached_params[1]
         dead = np.flatnonzero(self._slots < 0).astype(np.int64)
+        p = None
         if len(dead):
+            if isinstance(index, faiss.IndexHNSW):
+                p = faiss.SearchParametersHNSW()
+                p.efSearch = self.ef_search
+            elif isinstance(index, faiss.IndexIVF):
+                p = faiss.SearchParametersIVF()
+                p.nprobe = self.nprobe
+            else:
+                p = faiss.SearchParameters()
             inner = faiss.IDSelectorBatch(dead)
             p.sel = faiss.IDSelectorNot(inner)
             p._keep = (inner, p.sel)  # FAISS holds raw pointers: keep the selectors alive
+        self._cached_params = (key, p)
         return p
 
     def search(self, queries: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,7 @@ import faiss
 import numpy as np
 
 from ..errors import ArtifactError
+from ..names import display
 from .gallery import FORMAT, INDEX_TYPES, PARAMS, Gallery, _sha, damaged, open_safetensors
 
 ITEM_KEYS = ("ids", "labels", "sources", "files")
@@ -66,7 +67,10 @@ def read_items(path: Path) -> tuple[dict, dict]:
             except Exception:  # noqa: BLE001
                 raise damaged(path, "its item list is not JSON") from None
             raw["files"] = [""] * len(raw.get("ids", []))
-            return meta, _items(raw, None, path)
+            raw = _items(raw, None, path)
+            for k in ("labels", "sources"):  # format 1 kept non-UTF-8 names as they were
+                raw[k] = [display(v) for v in raw[k]]
+            return meta, raw
         if "items" not in set(f.keys()):
             raise damaged(path, "it has no item list")
         items = _checked_tensors(f, path, meta, ("items",))["items"]

@@ -52,8 +52,8 @@ class GalleryStore:
         self._stamp = None
         self.gallery: Gallery | None = None
         if read:  # (reindex builds a new one without reading a possibly damaged file)
-            self.gallery = self._read()
-            with self._file_lock():
+            with self._file_lock():  # read and sweep as one: no save can come in between
+                self.gallery = self._read()
                 self._sweep()
 
     # -- reading ----------------------------------------------------------------------------
