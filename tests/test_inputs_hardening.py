@@ -192,7 +192,7 @@ def test_crafted_cards_are_refused_before_anything_is_allocated(run_copy):
     card = json.loads(json.dumps(good))
     card["config"]["model"]["width"] = 10**6
     card_path.write_text(json.dumps(card))
-    with pytest.raises(Exception, match="model.width"):
+    with pytest.raises(ArtifactError, match="card.json is invalid.*model.width"):
         siamese.load(run_copy)
 
 

@@ -169,3 +169,17 @@ def test_a_damaged_gallery_stops_serve_with_one_line(run_copy, tmp_path, capsys)
     assert capsys.readouterr().err.count("\n") == 1
     with pytest.raises(httpx.ConnectError):  # nothing was started
         httpx.get("http://127.0.0.1:1/health", timeout=1)
+
+
+def test_a_vector_model_answers_415_not_500(tmp_path):
+    from siamese.cli import main
+
+    path = tmp_path / "t.csv"
+    rng = np.random.default_rng(0)
+    path.write_text("a,b,label\n" + "".join(f"{rng.normal()},{rng.normal()},{i % 4}\n"
+                                            for i in range(40)))
+    assert main(["train", "--data", str(path), "--out", str(tmp_path / "r"), "--epochs", "1",
+                 "--quiet"]) == 0
+    with Server(create_app(tmp_path / "r")) as client:
+        r = client.post("/embed", files={"files": ("a.png", _png())})
+        assert r.status_code == 415 and "vectors" in r.json()["error"]

@@ -13,7 +13,7 @@ from .artifact import check_card, read_card, read_weights
 from .config import AugmentConfig, config_from_dict, resolve
 from .data.preprocessing import Preprocessing
 from .data.transforms import random_affine
-from .errors import ArtifactError
+from .errors import ArtifactError, ConfigError
 from .models.build import build_net
 from .models.siamese import SiameseNet
 
@@ -35,7 +35,11 @@ class Model:
         run = Path(run)
         card = read_card(run)
         check_card(card, run / "card.json")
-        cfg = resolve(config_from_dict(card["config"], str(run / "card.json")))
+        try:
+            cfg = resolve(config_from_dict(card["config"], str(run / "card.json")))
+        except ConfigError as e:
+            raise ArtifactError(f"{run / 'card.json'} is invalid ({e}); restore the run folder "
+                                "or train again") from None
         pre = Preprocessing(**card["preprocessing"])
         net = build_net(cfg, pre.input_shape, pre.kind)
         state, fingerprint = read_weights(run / "model.safetensors")

@@ -97,8 +97,7 @@ def search_embeddings(model, gallery: Gallery, q: np.ndarray, k: int = 5) -> lis
         sims, pos = sims[:, :k], pos[:, :k]
     else:
         sims, pos = gallery.search(q, k)
-    return [[{"id": gallery.ids[p], "label": display(gallery.labels[p]),
-              "source": display(gallery.sources[p]),
+    return [[{"id": gallery.ids[p], "label": gallery.labels[p], "source": gallery.sources[p],
               "similarity": float(s)} for s, p in zip(srow, prow, strict=True) if p >= 0]
             for srow, prow in zip(sims, pos, strict=True)]
 
@@ -146,29 +145,33 @@ def reindex_run(model, index_type: str | None = None) -> Gallery:
     path = gallery_path(model)
     if not path.exists():
         raise ArtifactError(f"{path} does not exist; nothing to reindex")
-    meta, items = read_items(path)
     store = GalleryStore(_run(model), model, read=False)
-    inputs = [store.uploads / f if f else Path(s) for f, s in zip(items["files"],
-                                                                  items["sources"], strict=True)]
-    missing = [p for p in inputs if not p.is_file()]
-    if missing:
-        raise DataError(f"cannot reindex: image {display(missing[0])} is missing; restore it, "
-                        "or delete the gallery and enroll again")
-    net = model.net
-    fresh = Gallery(net.dim, "ip" if net.normalize else "l2",
-                    index_type or meta.get("index_type", "flat"), model.fingerprint,
-                    **_params(meta))
-    fresh.next_id = int(meta["next_id"]) if str(meta.get("next_id", "")).isdigit() else 1
-    written: list[Path] = []
-    try:
-        files = [f or store.write_copy(i, p, FORMAT_SUFFIX[image_format(p, str(p))[0]], written)
-                 for i, f, p in zip(items["ids"], items["files"], inputs, strict=True)]
-        if inputs:
-            fresh.add(embed_files(model, inputs), items["labels"],
-                      [display(s) for s in items["sources"]], items["ids"], files)
-        store.replace(fresh)
-    except BaseException:
-        for p in written:
-            p.unlink(missing_ok=True)
-        raise
+    # Under the lock throughout: no enroll can land between reading the items and saving, and
+    # no other process can sweep the copies written here before the save names them.
+    with store.locked():
+        meta, items = read_items(path)
+        inputs = [store.uploads / f if f else Path(s)
+                  for f, s in zip(items["files"], items["sources"], strict=True)]
+        missing = [p for p in inputs if not p.is_file()]
+        if missing:
+            raise DataError(f"cannot reindex: image {display(missing[0])} is missing; restore "
+                            "it, or delete the gallery and enroll again")
+        net = model.net
+        fresh = Gallery(net.dim, "ip" if net.normalize else "l2",
+                        index_type or meta.get("index_type", "flat"), model.fingerprint,
+                        **_params(meta))
+        fresh.next_id = int(meta["next_id"]) if str(meta.get("next_id", "")).isdigit() else 1
+        written: list[Path] = []
+        try:
+            files = [f or store.write_copy(i, p, FORMAT_SUFFIX[image_format(p, str(p))[0]],
+                                           written)
+                     for i, f, p in zip(items["ids"], items["files"], inputs, strict=True)]
+            if inputs:
+                fresh.add(embed_files(model, inputs), items["labels"], items["sources"],
+                          items["ids"], files)
+            store.replace(fresh)
+        except BaseException:
+            for p in written:
+                p.unlink(missing_ok=True)
+            raise
     return fresh

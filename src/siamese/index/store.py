@@ -49,10 +49,11 @@ class GalleryStore:
         self.uploads = self.run / UPLOADS
         self.model, self.index_type = model, index_type
         self.lock = threading.RLock()
+        self._depth = 0  # nesting of locked(): flock is taken once per store
         self._stamp = None
         self.gallery: Gallery | None = None
         if read:  # (reindex builds a new one without reading a possibly damaged file)
-            with self._file_lock():  # read and sweep as one: no save can come in between
+            with self.locked():  # read and sweep as one: no save can come in between
                 self.gallery = self._read()
                 self._sweep()
 
@@ -73,20 +74,32 @@ class GalleryStore:
             return self.gallery
 
     @contextmanager
-    def _file_lock(self):
-        self.run.mkdir(parents=True, exist_ok=True)
-        with open(self.run / "gallery.lock", "a") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+    def locked(self):
+        """This thread alone, and this process alone among those sharing the run (flock).
+        Re-entrant: a second flock on a new descriptor would wait for ourselves."""
+        with self.lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self.run.mkdir(parents=True, exist_ok=True)
+            with open(self.run / "gallery.lock", "a") as f:
+                fcntl.flock(f, fcntl.LOCK_EX)
+                self._depth = 1
+                try:
+                    yield
+                finally:
+                    self._depth = 0
+                    fcntl.flock(f, fcntl.LOCK_UN)
 
     # -- changing ---------------------------------------------------------------------------
     def transaction(self, change: Callable[[Gallery, list[Path]], object]):
         """Run `change(gallery, written)` and save, all or nothing. `change` appends every file
         it writes to `written` (deleted again if anything fails)."""
-        with self.lock, self._file_lock():
+        with self.locked():
             g = self.current()
             written: list[Path] = []
             try:
@@ -144,7 +157,7 @@ class GalleryStore:
             g = self.current()
             version, x = g.version, g.embeddings.copy()
         index = g.new_index(x)
-        with self.lock, self._file_lock():
+        with self.locked():
             if self.current() is not g or g.version != version:
                 return False
             g.install_index(index)
@@ -154,7 +167,7 @@ class GalleryStore:
 
     def replace(self, fresh: Gallery) -> None:
         """Save a whole new gallery (reindex) in place of the current one."""
-        with self.lock, self._file_lock():
+        with self.locked():
             fresh.save(self.path)
             self.gallery, self._stamp = fresh, _stamp(self.path)
 
