@@ -244,9 +244,9 @@ def train(config: Config | dict | None = None, out: str | Path = "runs/latest", 
     return model
 
 
-def load(run: str | Path, device: str = "cpu") -> Model:
-    """Load a trained run folder."""
-    return Model.load(run, device)
+def load(run: str | Path, device: str = "cpu", runtime: str = "torch") -> Model:
+    """Load a trained run folder. runtime "onnxruntime": embed with its exported model.onnx."""
+    return Model.load(run, device, runtime)
 
 
 def evaluate(model: Model | str | Path, data: str | Path | None = None,

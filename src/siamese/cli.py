@@ -50,7 +50,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if args.tta is not None and args.tta < 0:
         raise ConfigError(f"--tta {args.tta}: the number of distortions must be 0 or more")
-    model = load(args.run, device=args.device)
+    model = load(args.run, device=args.device, runtime=args.runtime)
     ecfg = config_from_dict(model.card["config"]).eval
     if args.tta is not None:
         ecfg.tta = args.tta
@@ -81,7 +81,7 @@ def _omniglot(model, args: argparse.Namespace, views: int) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from .api import load
 
-    model = load(args.run, device=args.device)
+    model = load(args.run, device=args.device, runtime=args.runtime)
     sim, same = model.verify(args.a, args.b)
     verdict = "same" if same else "different"
     print(f"similarity {sim:.3f} -> {verdict} (threshold {model.threshold:.3f})")
@@ -91,9 +91,30 @@ def _compare(args: argparse.Namespace) -> int:
 def _embed(args: argparse.Namespace) -> int:
     from .embed import embed_path
 
-    n, dim = embed_path(args.run, args.inputs, args.out, device=args.device)
+    n, dim = embed_path(args.run, args.inputs, args.out, device=args.device,
+                        runtime=args.runtime)
     print(f"{n} embeddings of dimension {dim} written to {args.out}")
     return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .api import load
+    from .runtime.export import export_onnx
+
+    model = load(args.run)
+    path = export_onnx(model, args.out)
+    head = model.card.get("onnx", {}).get("head") if args.out is None else None
+    shape = ", ".join(str(v) for v in model.preprocessing.input_shape)
+    print(f"exported {path}{f' and {path.parent / head}' if head else ''}: input 'input' "
+          f"(batch, {shape}) float32, normalised as (x - mean) / std (mean and std in the "
+          f"file's metadata and the card) -> 'embedding' (batch, {model.net.dim})")
+    return 0
+
+
+def _runtime_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime"],
+                   help="compute embeddings with PyTorch, or with ONNX Runtime from the run's "
+                        "model.onnx (siamese export RUN)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "each image's embedding over N random distortions (default: the run's "
                    "eval.tta, 0)")
     e.add_argument("--device", default="cpu")
+    _runtime_option(e)
     e.set_defaults(func=_evaluate)
 
     c = sub.add_parser("compare", help="similarity of two inputs and the verdict")
@@ -147,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("a")
     c.add_argument("b")
     c.add_argument("--device", default="cpu")
+    _runtime_option(c)
     c.set_defaults(func=_compare)
 
     m = sub.add_parser("embed", help="write embeddings of images or vectors to .npy")
@@ -154,11 +177,18 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("inputs", help="an image, a folder of images, or a .csv/.npy of vectors")
     m.add_argument("--out", required=True, help="output .npy (an index .csv is written beside)")
     m.add_argument("--device", default="cpu")
+    _runtime_option(m)
     m.set_defaults(func=_embed)
+
+    x = sub.add_parser("export", help="export the encoder (and pair head) to ONNX")
+    x.add_argument("run")
+    x.add_argument("--out", help="the .onnx file to write (default: RUN/model.onnx, recorded "
+                   "in the card and used by --runtime onnxruntime)")
+    x.set_defaults(func=_export)
 
     from .cli_gallery import add_commands
 
-    add_commands(sub)
+    add_commands(sub, _runtime_option)
     return p
 
 

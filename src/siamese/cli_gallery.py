@@ -112,12 +112,12 @@ def _serve(args) -> int:
         print(f"warning: serving on {args.host} and accepting any Host header; pass "
               "--allowed-hosts with the names clients use", file=sys.stderr)
     app = create_app(args.run, api_key=os.environ.get(args.api_key_env),
-                     batching=not args.no_batching, allowed_hosts=hosts)
+                     batching=not args.no_batching, allowed_hosts=hosts, runtime=args.runtime)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
+def add_commands(sub: argparse._SubParsersAction, runtime_option) -> None:
     g = sub.add_parser("gallery", help="enroll, remove and list the items a run can identify")
     gsub = g.add_subparsers(dest="gallery_command", required=True)
     a = gsub.add_parser("add", help="enroll an image, a folder of <label>/ folders, or a folder")
@@ -159,6 +159,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--allowed-hosts", help="comma-separated names clients reach the server "
                    "by (the Host header; DNS rebinding protection); default: the --host "
                    "address, '*' for any")
+    runtime_option(v)
     v.add_argument("--no-batching", action="store_true",
                    help="embed each request on its own instead of batching concurrent ones")
     v.set_defaults(func=_serve)

@@ -25,11 +25,11 @@ def list_inputs(path: Path) -> list[Path]:
 
 
 def embed_path(run: str | Path, inputs: str | Path, out: str | Path,
-               device: str = "cpu") -> tuple[int, int]:
+               device: str = "cpu", runtime: str = "torch") -> tuple[int, int]:
     from .api import load
     from .data.datasets import load_csv, load_npy
 
-    model = load(run, device=device)
+    model = load(run, device=device, runtime=runtime)
     inputs, out = Path(inputs), Path(out)
     if model.preprocessing.kind == "vector":
         if inputs.suffix.lower() not in (".csv", ".npy") or not inputs.is_file():

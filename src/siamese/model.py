@@ -29,9 +29,16 @@ class Model:
         self.run = run
         self.device = device
         self.fingerprint = ""  # of the weights file (artifact.read_weights); set by load()
+        self.runtime = "torch"
+        self._encode = lambda x: self.net.embed(x.to(self.device)).cpu()
 
     @classmethod
-    def load(cls, run: str | Path, device: str = "cpu") -> Model:
+    def load(cls, run: str | Path, device: str = "cpu", runtime: str = "torch") -> Model:
+        """runtime "onnxruntime": embed with the run's exported model.onnx (siamese export)."""
+        from .runtime.onnx_runtime import RUNTIMES, OnnxEncoder
+
+        if runtime not in RUNTIMES:
+            raise ConfigError(f"unknown runtime '{runtime}'; choose {' or '.join(RUNTIMES)}")
         run = Path(run)
         card = read_card(run)
         check_card(card, run / "card.json")
@@ -50,6 +57,8 @@ class Model:
                                 f"({str(e).splitlines()[0][:80]}); train again") from None
         model = cls(net, pre, card, run, device)
         model.fingerprint = fingerprint
+        if runtime == "onnxruntime":
+            model.runtime, model._encode = runtime, OnnxEncoder(run / "model.onnx", fingerprint)
         return model
 
     @property
@@ -68,8 +77,7 @@ class Model:
         random seed, so the result is repeatable), L2-normalised again if the model normalises.
         """
         self.net.eval()
-        out = [self.net.embed(x[i:i + batch_size].to(self.device)).cpu()
-               for i in range(0, len(x), batch_size)]
+        out = [self._encode(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
         emb = torch.cat(out) if out else torch.zeros(0, self.net.dim)
         if views <= 0 or self.preprocessing.kind != "image" or not len(x):
             return emb
