@@ -232,3 +232,32 @@ def test_a_format_1_gallery_loads_and_reindex_gives_it_copies(run_copy, tmp_path
     g = open_store(model).gallery
     assert all(g.files) and len(list((run_copy / "gallery_uploads").iterdir())) == 4
     np.testing.assert_allclose(g.embeddings, emb, atol=1e-5)
+
+
+def test_ivfpq_codes_are_small_and_reranked_results_match_brute_force(tmp_path):
+    import faiss
+
+    rng = np.random.default_rng(3)
+    centers = rng.normal(size=(200, 32)).astype(np.float32)
+    x = centers[rng.integers(0, 200, 12_000)] + 0.3 * rng.normal(size=(12_000, 32))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    g = Gallery(32, index_type="ivfpq", nprobe=32)
+    ids = g.add(x, ["x"] * len(x))
+    assert isinstance(g.index, faiss.IndexIVFPQ) and g.index.code_size <= 32
+    q = x[:50] + 0.05 * rng.normal(size=(50, 32)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    sims, pos = g.search(q, 10)
+    exact = q @ x.T
+    truth = np.argsort(-exact, axis=1)[:, :10]
+    recall = np.mean([len(set(p) & set(t)) / 10 for p, t in zip(pos, truth, strict=True)])
+    assert recall >= 0.9
+    # re-ranked exactly: each similarity is the true one, in order
+    np.testing.assert_allclose(sims, (1 + np.take_along_axis(exact, pos, 1)) / 2, atol=1e-5)
+    assert (np.diff(sims, axis=1) <= 1e-7).all()
+    gone = {ids[int(p)] for p in pos[:, 0]}
+    g.remove(sorted(gone))
+    _, pos2 = g.search(q, 10)
+    assert not gone & {g.ids[p] for p in pos2.ravel() if p >= 0}
+    g.save(tmp_path / "g.safetensors")
+    g2 = Gallery.load(tmp_path / "g.safetensors")
+    np.testing.assert_array_equal(g2.search(q, 10)[1], pos2)

@@ -124,8 +124,9 @@ def add_commands(sub: argparse._SubParsersAction, runtime_option) -> None:
     a.add_argument("run")
     a.add_argument("path")
     a.add_argument("--label", help="label for a single image or a flat folder")
-    a.add_argument("--index", default="flat", choices=["flat", "hnsw", "ivf"],
-                   help="index type when the gallery is created (exact = flat)")
+    a.add_argument("--index", default="flat", choices=["flat", "hnsw", "ivf", "ivfpq"],
+                   help="index type when the gallery is created (exact = flat; ivfpq: "
+                        "compressed, for very large galleries)")
     a.set_defaults(func=_gallery_add)
     r = gsub.add_parser("remove", help="remove items by id")
     r.add_argument("run")
@@ -137,7 +138,7 @@ def add_commands(sub: argparse._SubParsersAction, runtime_option) -> None:
     ri = gsub.add_parser("reindex", help="re-embed every item from the gallery's stored images "
                          "(after retraining, or to repair a damaged gallery)")
     ri.add_argument("run")
-    ri.add_argument("--index", choices=["flat", "hnsw", "ivf"])
+    ri.add_argument("--index", choices=["flat", "hnsw", "ivf", "ivfpq"])
     ri.set_defaults(func=_gallery_reindex)
 
     s = sub.add_parser("search", help="the k most similar gallery items")
