@@ -39,7 +39,7 @@ def open_store(model, index_type: str = "flat") -> GalleryStore:
 
 def open_gallery(model, index_type: str = "flat") -> Gallery:
     """The run's gallery, or a new empty one, for reading."""
-    return open_store(model, index_type).gallery
+    return GalleryStore(_run(model), model, index_type, sweep=False).gallery
 
 
 def labeled_files(path: Path, label: str | None = None) -> tuple[list[Path], list[str]]:

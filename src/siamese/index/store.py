@@ -43,7 +43,9 @@ def _stamp(path: Path):
 
 class GalleryStore:
     def __init__(self, run: str | Path, model, index_type: str = "flat",
-                 read: bool = True) -> None:
+                 read: bool = True, sweep: bool = True) -> None:
+        """read=False: no gallery is read (reindex builds a new one without reading a possibly
+        damaged file). sweep=False: read only, for commands that change nothing."""
         self.run = Path(run)
         self.path = self.run / GALLERY_FILE
         self.uploads = self.run / UPLOADS
@@ -52,10 +54,12 @@ class GalleryStore:
         self._depth = 0  # nesting of locked(): flock is taken once per store
         self._stamp = None
         self.gallery: Gallery | None = None
-        if read:  # (reindex builds a new one without reading a possibly damaged file)
+        if read and sweep:
             with self.locked():  # read and sweep as one: no save can come in between
                 self.gallery = self._read()
                 self._sweep()
+        elif read:  # a save replaces the file atomically: reading needs no lock
+            self.gallery = self._read()
 
     # -- reading ----------------------------------------------------------------------------
     def _read(self) -> Gallery:
