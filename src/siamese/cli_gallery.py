@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .names import display
-
 
 def _load(args):
     from .api import load
@@ -43,7 +41,7 @@ def _gallery_list(args) -> int:
     g = open_gallery(_load(args))
     print(f"{len(g)} items, {len(set(g.labels))} labels, index {g.index_type}")
     for i, lab, src in zip(g.ids, g.labels, g.sources, strict=True):
-        print(f"{i}\t{display(lab)}\t{display(src)}")
+        print(f"{i}\t{lab}\t{src}")  # stored display-safe
     return 0
 
 
@@ -74,8 +72,7 @@ def _search(args) -> int:
         return 0
     matches = search_embeddings(model, g, model.embed(args.image), k)[0]
     for rank, m in enumerate(matches, 1):
-        print(f"{rank}. {m['similarity']:.3f}  {display(m['label'])}  {m['id']}  "
-              f"{display(m['source'])}")
+        print(f"{rank}. {m['similarity']:.3f}  {m['label']}  {m['id']}  {m['source']}")
     return 0
 
 
@@ -84,8 +81,7 @@ def _identify(args) -> int:
 
     model = _load(args)
     r = identify_embeddings(model, open_gallery(model), model.embed(args.image))[0]
-    print(f"{display(r['label'])} (similarity {r['similarity']:.3f}, threshold "
-          f"{r['threshold']:.3f})")
+    print(f"{r['label']} (similarity {r['similarity']:.3f}, threshold {r['threshold']:.3f})")
     return 0
 
 
