@@ -117,22 +117,24 @@ def open_image(source, name: str, max_pixels: int = MAX_PIXELS) -> Image.Image:
         raise _fail(name, e) from None
 
 
-def image_format(source, name: str, max_pixels: int = MAX_PIXELS) -> tuple[str, int, int]:
-    """(format, width, height) from the header alone; the same checks as `open_image`."""
+def image_header(source, name: str,
+                 max_pixels: int = MAX_PIXELS) -> tuple[str, int, int, str]:
+    """(format, width, height, mode) from the header alone; the same checks as `open_image`."""
     try:
         with _open(source, name, max_pixels) as img:
-            return img.format, img.width, img.height
+            return img.format, img.width, img.height, img.mode
     except Exception as e:
         raise _fail(name, e) from None
+
+
+def image_format(source, name: str, max_pixels: int = MAX_PIXELS) -> tuple[str, int, int]:
+    """(format, width, height) from the header alone."""
+    return image_header(source, name, max_pixels)[:3]
 
 
 def image_is_grey(source, name: str) -> bool:
     """Whether an image is single-channel, from its header alone (no pixel decoding)."""
-    try:
-        with _open(source, name, MAX_PIXELS) as img:
-            return img.mode in GREY_MODES
-    except Exception as e:
-        raise _fail(name, e) from None
+    return image_header(source, name)[3] in GREY_MODES
 
 
 def _to_8bit(img: Image.Image) -> Image.Image:

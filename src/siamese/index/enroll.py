@@ -5,7 +5,6 @@ The gallery lives in the run folder (see `store.py`) and belongs to the weights 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +13,8 @@ import torch
 from ..embed import list_inputs
 from ..errors import ArtifactError, ConfigError, DataError
 from ..names import display
-from .gallery import PARAMS, Gallery
-from .gallery_file import read_items
+from .gallery import Gallery
+from .gallery_file import read_items, stored_params
 from .store import GALLERY_FILE, GalleryStore
 
 UNKNOWN = "unknown"
@@ -127,15 +126,6 @@ def classify_embeddings(model, gallery: Gallery, q: np.ndarray) -> list[dict]:
     return [{"label": labels[b], "similarity": float(sims[i, b])} for i, b in enumerate(best)]
 
 
-def _params(meta: dict) -> dict:
-    """The stored index parameters, or the defaults where they are damaged."""
-    try:
-        p = json.loads(meta["params"])
-        return {k: int(p[k]) for k in PARAMS if k in p and 1 <= int(p[k]) <= 100_000}
-    except Exception:  # noqa: BLE001
-        return {}
-
-
 def reindex_run(model, index_type: str | None = None) -> Gallery:
     """Rebuild the run's gallery from its stored images with the model's weights. Reads only
     the item list, so it also repairs a gallery whose embeddings or index are damaged, or that
@@ -159,7 +149,7 @@ def reindex_run(model, index_type: str | None = None) -> Gallery:
         net = model.net
         fresh = Gallery(net.dim, "ip" if net.normalize else "l2",
                         index_type or meta.get("index_type", "flat"), model.fingerprint,
-                        **_params(meta))
+                        **(stored_params(meta) or {}))  # defaults where damaged
         fresh.next_id = int(meta["next_id"]) if str(meta.get("next_id", "")).isdigit() else 1
         written: list[Path] = []
         try:

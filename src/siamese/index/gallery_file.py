@@ -81,6 +81,17 @@ def read_items(path: Path) -> tuple[dict, dict]:
     return meta, _items(raw, None, path)
 
 
+def stored_params(meta: dict) -> dict | None:
+    """The index parameters in a gallery's header, or None where they are missing or invalid."""
+    try:
+        params = json.loads(meta["params"])
+    except Exception:  # noqa: BLE001
+        return None
+    ok = (isinstance(params, dict) and set(params) <= set(PARAMS)
+          and all(type(v) is int and 1 <= v <= 100_000 for v in params.values()))
+    return params if ok else None
+
+
 def _int(meta: dict, key: str, path: Path, low: int = 0) -> int:
     try:
         v = int(meta[key])
@@ -98,13 +109,9 @@ def read_gallery(cls: type[Gallery], path: Path, fingerprint: str | None) -> Gal
             f"gallery {path} was built with other model weights; run 'siamese gallery "
             "reindex RUN' to re-embed its stored images with these weights")
     dim, next_id = _int(meta, "dim", path, 1), _int(meta, "next_id", path, 1)
-    try:
-        params = json.loads(meta["params"])
-    except Exception:  # noqa: BLE001
-        params = None
-    valid = (isinstance(params, dict) and set(params) <= set(PARAMS)
-             and all(type(v) is int and 1 <= v <= 100_000 for v in params.values())
-             and meta.get("metric") in ("ip", "l2") and meta.get("index_type") in INDEX_TYPES)
+    params = stored_params(meta)
+    valid = (params is not None and meta.get("metric") in ("ip", "l2")
+             and meta.get("index_type") in INDEX_TYPES)
     if not valid:
         raise damaged(path, "its parameters are missing or invalid")
     g = cls(dim, meta["metric"], meta["index_type"], meta.get("fingerprint", ""), **params)
