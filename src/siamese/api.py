@@ -24,6 +24,8 @@ from .atomic import atomic_write_json
 from .config import Config, EvalConfig, config_from_dict, resolve
 from .data.datasets import load_dataset
 from .data.labeled import LabeledData
+from .data.lazy import ImageFiles
+from .data.loader import RankBatches, make_loader
 from .data.preprocessing import Preprocessing
 from .data.sampling import ClassBalancedSampler, pairable, sample_pairs
 from .data.splits import Split, make_split
@@ -38,6 +40,12 @@ from .models.build import build_net
 from .models.encoders import default_encoder
 from .names import raw_bytes
 from .training.callbacks import Checkpoint, EarlyStopping, ProgressBar, Validation
+from .training.distributed import Dist, check_batch, from_main, rank_device
+from .training.distributed import finish as dist_finish
+from .training.distributed import from_env as dist_from_env
+from .training.engine import amp_dtype, cache_budget
+from .training.engine import workers as engine_workers
+from .training.task import MetricLearningTask
 from .training.trainer import Trainer
 
 
@@ -55,11 +63,11 @@ def _device(name: str) -> str:
 
 
 def _load(cfg: Config, pre: Preprocessing | None = None) -> LabeledData:
+    size, channels = cfg.data.image_size, cfg.data.channels
     if pre is not None and pre.kind == "image":
-        return load_dataset(cfg.data.path, pre.input_shape[1], pre.input_shape[0],
-                            cfg.data.label_column)
-    return load_dataset(cfg.data.path, cfg.data.image_size, cfg.data.channels,
-                        cfg.data.label_column)
+        size, channels = pre.input_shape[1], pre.input_shape[0]
+    return load_dataset(cfg.data.path, size, channels, cfg.data.label_column,
+                        cfg.data.cache, cache_budget(cfg))
 
 
 def _prepare_out(out: Path, force: bool) -> None:
@@ -101,10 +109,12 @@ def _sampler(cfg: Config, y_train: np.ndarray,
                                 groups=group_ids)
 
 
-def _restore(out: Path, net: torch.nn.Module,
-             optimizer: torch.optim.Optimizer) -> tuple[int, float, list[dict]]:
-    """Load the last checkpoint into net and optimizer: (next epoch, best score, history)."""
-    model_state, opt_state, meta = load_checkpoint(out)
+def _restore(out: Path, net: torch.nn.Module, optimizer: torch.optim.Optimizer,
+             d: Dist) -> tuple[int, float, list[dict]]:
+    """Load the last checkpoint into net and optimizer: (next epoch, best score, history).
+    Rank 0 reads it and hands it to the other ranks (the run folder may be on its machine
+    only)."""
+    model_state, opt_state, meta = from_main(load_checkpoint(out) if d.main else None, d)
     net.load_state_dict(model_state)
     optimizer.load_state_dict(opt_state)
     history = [{k: v for k, v in h.items() if k != "best_score"} for h in meta["history"]]
@@ -119,13 +129,24 @@ def train(config: Config | dict | None = None, out: str | Path = "runs/latest", 
     config: a Config, or a dict of sections as in the TOML file ({"data": {"path": ...}}).
     resume: continue the run in `out` from its last checkpoint (its saved config is used;
     `config` is ignored then). epochs: overrides the number of epochs (e.g. more on resume).
+    Launched by torchrun, each process trains its share of every batch (see
+    training/distributed.py); rank 0 writes the run folder.
     """
     out = Path(out)
     cfg = _run_config(config, out, resume, epochs)
-    device = _device(cfg.train.device)
+    d = dist_from_env(_device(cfg.train.device))
+    try:
+        return _train(cfg, out, d, resume, force, quiet or not d.main)
+    finally:
+        dist_finish(d)
+
+
+def _train(cfg: Config, out: Path, d: Dist, resume: bool, force: bool, quiet: bool) -> Model:
+    device = rank_device(cfg.train.device, d)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.train.seed)
+    amp = amp_dtype(cfg.train.amp, device)
 
     data = _load(cfg)
     if cfg.model.encoder == "auto":  # the saved config names the encoder actually used
@@ -133,7 +154,8 @@ def train(config: Config | dict | None = None, out: str | Path = "runs/latest", 
     split = make_split(data, cfg.split, cfg.train.seed)
 
     train_set = data.subset(split.train)
-    pre = Preprocessing.fit(train_set.x, data.kind)
+    n_workers = engine_workers(cfg, train_set.x)
+    pre = Preprocessing.fit(train_set.x, data.kind, cfg.train.seed, n_workers)
     x_train, y_train = pre.normalize(train_set.x), train_set.y
     train_classes, train_groups = train_set.classes, train_set.groups
     if (cfg.data.class_rotations or cfg.data.class_flips) and data.kind == "image":
@@ -148,14 +170,15 @@ def train(config: Config | dict | None = None, out: str | Path = "runs/latest", 
     optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.train.lr,
                                   weight_decay=cfg.train.weight_decay)
     sampler = _sampler(cfg, y_train, train_groups)
+    check_batch(sampler.p * sampler.k, d, sampler.p, sampler.k)
 
     # Everything that can fail on bad input has run: only now touch the run folder.
-    if not resume:
+    if d.main and not resume:
         _prepare_out(out, force)
         atomic_write_json(out / "config.json", cfg.to_dict())
         atomic_write_json(out / "split.json", split.to_dict())
-    elif Split.from_dict(read_json(out / "split.json", "the split")).train.tolist() != \
-            split.train.tolist():
+    elif d.main and Split.from_dict(read_json(out / "split.json", "the split")).train.tolist() \
+            != split.train.tolist():
         raise ArtifactError(f"the data behind {out} changed since the run started; "
                             "start a new run")
 
@@ -165,8 +188,12 @@ def train(config: Config | dict | None = None, out: str | Path = "runs/latest", 
         "preprocessing": pre.to_dict(),
         "classes": train_set.classes,
         "data": {"kind": data.kind, "samples": len(data), "classes": len(data.classes),
-                 "fingerprint": data_fingerprint(data)},
+                 "fingerprint": data_fingerprint(data),
+                 "cache": "none" if isinstance(data.x, ImageFiles) else "memory"},
         "split": split.summary(),
+        "engine": {"ranks": d.world, "workers": n_workers, "device": cfg.train.device,
+                   "amp": str(amp).replace("torch.", "") if amp else "off",
+                   "compile": cfg.train.compile},
         "threshold": None,
         "metrics": {},
         "status": "training",
@@ -174,13 +201,13 @@ def train(config: Config | dict | None = None, out: str | Path = "runs/latest", 
     model = Model(net, pre, card, out, device)
 
     val_pairs = None
-    if val_set is not None and pairable(val_set.y):
+    if d.main and val_set is not None and pairable(val_set.y):
         x_val = pre.normalize(val_set.x)
         val_pairs = sample_pairs(val_set.y, cfg.train.val_pairs,
                                  np.random.default_rng(cfg.train.seed + 1))
 
     def val_scores() -> tuple[np.ndarray, np.ndarray]:
-        emb = model.embed_tensor(x_val)
+        emb = model.embed_tensor(x_val, workers=n_workers)
         i, j, y = val_pairs
         return y, model.score_embeddings(emb[i], emb[j])
 
@@ -199,25 +226,33 @@ def train(config: Config | dict | None = None, out: str | Path = "runs/latest", 
     start_epoch, best = 0, -np.inf
     history: list[dict] = []
     if resume:
-        start_epoch, best, history = _restore(out, net, optimizer)
+        start_epoch, best, history = _restore(out, net, optimizer, d)
         if not quiet:
             print(f"resuming {out} from epoch {start_epoch}", file=sys.stderr)
 
-    callbacks = [Validation(val_auc)] if val_pairs is not None else []
-    callbacks += [Checkpoint(save_last, on_best, best), EarlyStopping(cfg.train.patience),
-                  ProgressBar(not quiet)]
+    callbacks = []
+    if d.main:  # validation, checkpoints and the progress bar: once, on rank 0
+        callbacks = [Validation(val_auc)] if val_pairs is not None else []
+        callbacks += [Checkpoint(save_last, on_best, best), EarlyStopping(cfg.train.patience),
+                      ProgressBar(not quiet)]
     augment = None
     if cfg.augment.enabled and data.kind == "image":
-        def augment(xb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-            return random_affine(xb, cfg.augment, gen)
+        def augment(x: torch.Tensor, gen: torch.Generator, offset: int = 0,
+                    total: int | None = None) -> torch.Tensor:
+            return random_affine(x, cfg.augment, gen, offset, total)
 
-    trainer = Trainer(net, loss_fn, miner, optimizer, x_train, y_train, sampler,
-                      cfg.train.epochs, cfg.train.seed, augment, callbacks, device,
-                      max_seconds=cfg.train.max_minutes * 60)
+    loader = make_loader(x_train, y_train, RankBatches(sampler, d.rank, d.world), n_workers,
+                         pin_memory=device.startswith("cuda"))
+    task = MetricLearningTask(net, loss_fn, miner, augment, device, d)
+    trainer = Trainer(task, optimizer, loader, cfg.train.epochs, cfg.train.seed, callbacks,
+                      max_seconds=cfg.train.max_minutes * 60, dist=d, amp=amp,
+                      compile=cfg.train.compile)
     trainer.history = history
     t0 = time.monotonic()
     if start_epoch < cfg.train.epochs:
         trainer.fit(start_epoch)
+    if not d.main:
+        return model
     card["train_seconds"] = round(time.monotonic() - t0, 2)
     card["history"] = trainer.history
 
@@ -283,7 +318,8 @@ def evaluate(model: Model | str | Path, data: str | Path | None = None,
     threshold = model.card.get("threshold")
     metrics, raws = {}, {}
     for name, ds in sets.items():
-        emb = model.embed_tensor(pre.normalize(ds.x), views=ecfg.tta)
+        emb = model.embed_tensor(pre.normalize(ds.x), views=ecfg.tta,
+                                 workers=engine_workers(cfg, ds.x))
         metrics[name], raws[name] = evaluate_embeddings(model, emb, ds.y, ecfg, threshold,
                                                         seed=cfg.train.seed)
     out_dir = Path(out) if out is not None else run

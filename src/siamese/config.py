@@ -24,6 +24,11 @@ class DataConfig:
     channels: int = 0  # 1 (grey) or 3 (RGB); 0 = 1 if every image is grey, else 3
     class_rotations: bool = False  # add each class rotated by 90/180/270 degrees as new classes
     class_flips: bool = False  # also add the mirror images of those (8x the classes in all)
+    # Image folders: "memory" decodes every image once into RAM; "none" leaves them on disk,
+    # decoded by the DataLoader workers batch by batch; "auto": memory when the decoded images
+    # fit cache_gb (0 = a quarter of this machine's memory).
+    cache: str = "auto"
+    cache_gb: float = 0.0
 
 
 @dataclass
@@ -84,6 +89,9 @@ class TrainConfig:
     val_pairs: int = 2000
     threads: int = 0  # torch CPU threads; 0 = torch's default
     keep: str = "best"  # the weights a run keeps: best (by validation AUC) | last (its end)
+    workers: int = -1  # DataLoader worker processes; -1 = 0 for data in memory, else min(4, CPUs)
+    amp: str = "auto"  # auto (bf16, else fp16, on CUDA; off on CPU) | off | bf16 | fp16
+    compile: bool = False  # torch.compile the model (pays off on long runs)
 
 
 @dataclass
@@ -226,6 +234,12 @@ def resolve(cfg: Config) -> Config:
         (t.device in ("cpu", "cuda") or t.device.startswith("cuda:"), "train.device: cpu|cuda"),
         (t.keep in ("best", "last"), f"train.keep '{t.keep}': choose best or last"),
         (cfg.eval.tta >= 0, "eval.tta must be >= 0 (0 = no test-time augmentation)"),
+        (cfg.data.cache in ("auto", "memory", "none"),
+         f"data.cache '{cfg.data.cache}': choose auto, memory or none"),
+        (cfg.data.cache_gb >= 0, "data.cache_gb must be >= 0 (0 = a quarter of the memory)"),
+        (-1 <= t.workers <= 64, "train.workers must be in [-1, 64] (-1 = automatic)"),
+        (t.amp in ("auto", "off", "bf16", "fp16"),
+         f"train.amp '{t.amp}': choose auto, off, bf16 or fp16"),
     ]
     for ok, message in checks:
         if not ok:

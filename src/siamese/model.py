@@ -11,8 +11,9 @@ import torch.nn.functional as F
 
 from .artifact import check_card, read_card, read_weights
 from .config import AugmentConfig, config_from_dict, resolve
+from .data.loader import read_chunks
 from .data.preprocessing import Preprocessing
-from .data.transforms import random_affine
+from .data.transforms import affine_params, apply_affine
 from .errors import ArtifactError, ConfigError
 from .models.build import build_net
 from .models.siamese import SiameseNet
@@ -68,26 +69,33 @@ class Model:
         return 0.5 if t is None else float(t)
 
     @torch.no_grad()
-    def embed_tensor(self, x: torch.Tensor, batch_size: int = 512,
-                     views: int = 0) -> torch.Tensor:
-        """Normalised inputs (N, *input_shape) -> embeddings (N, D) on the CPU.
+    def embed_tensor(self, x, batch_size: int = 512, views: int = 0,
+                     workers: int = 0) -> torch.Tensor:
+        """Normalised inputs (N, *input_shape), a tensor or `ImageFiles` -> embeddings (N, D)
+        on the CPU. workers > 0: files are decoded by that many processes.
 
         views > 0 (images only): test-time augmentation. Each embedding is the mean over the
         original and `views` randomly distorted copies (the run's [augment] distortions, a fixed
         random seed, so the result is repeatable), L2-normalised again if the model normalises.
         """
         self.net.eval()
-        out = [self._encode(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
-        emb = torch.cat(out) if out else torch.zeros(0, self.net.dim)
-        if views <= 0 or self.preprocessing.kind != "image" or not len(x):
-            return emb
-        augment = self._augment_config()
+        n = len(x)
+        tta = views > 0 and self.preprocessing.kind == "image" and n > 0
+        augment = self._augment_config() if tta else None
         gen = torch.Generator().manual_seed(0)
-        total = emb.clone()
-        for _ in range(views):
-            total += self.embed_tensor(random_affine(x, augment, gen), batch_size)
-        mean = total / (views + 1)
-        return F.normalize(mean, dim=1) if self.net.normalize else mean
+        thetas = [affine_params(n, augment, gen) for _ in range(views)] if tta else []
+        out, start = [], 0
+        for xb in read_chunks(x, np.arange(n), workers, batch_size):
+            emb = self._encode(xb)
+            if thetas:
+                for theta in thetas:
+                    emb = emb + self._encode(apply_affine(xb, theta[start:start + len(xb)]))
+                emb = emb / (len(thetas) + 1)
+                if self.net.normalize:
+                    emb = F.normalize(emb, dim=1)
+            out.append(emb)
+            start += len(xb)
+        return torch.cat(out) if out else torch.zeros(0, self.net.dim)
 
     def _augment_config(self) -> AugmentConfig:
         """The distortions the run trained with (the defaults if it trained without any)."""

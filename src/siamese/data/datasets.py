@@ -18,6 +18,7 @@ import torch
 from ..errors import DataError
 from .images import ZipMember, image_is_grey, is_image_name, load_images, resize_arrays
 from .labeled import LabeledData
+from .lazy import ImageFiles
 
 
 def load_digits_data(image_size: int) -> LabeledData:
@@ -73,8 +74,13 @@ def _image_listing(path: Path) -> tuple[list[str], list, list[str]]:
     return members, sources, [f"{path}:{m}" for m in members]
 
 
-def load_image_tree(path: Path, image_size: int, channels: int = 0) -> LabeledData:
-    """Images in class folders, from a folder or a .zip. channels 0 = decide from the images."""
+def load_image_tree(path: Path, image_size: int, channels: int = 0,
+                    cache: str = "memory", budget: int = 0) -> LabeledData:
+    """Images in class folders, from a folder or a .zip. channels 0 = decide from the images.
+
+    cache "memory": decode every image now into one tensor; "none": leave them on disk
+    (`ImageFiles`, decoded when read); "auto": memory if the decoded tensor fits `budget` bytes.
+    """
     members, sources, names = _image_listing(path)
     if not members:
         raise DataError(
@@ -89,7 +95,10 @@ def load_image_tree(path: Path, image_size: int, channels: int = 0) -> LabeledDa
     if channels == 0:
         grey = all(image_is_grey(s, n) for s, n in zip(sources, names, strict=True))
         channels = 1 if grey else 3
-    x = load_images(sources, names, channels, image_size)
+    files = ImageFiles(tuple(sources), tuple(names), channels, image_size)
+    if cache == "auto":
+        cache = "memory" if files.nbytes <= budget else "none"
+    x = load_images(sources, names, channels, image_size) if cache == "memory" else files
     classes = sorted(set(class_paths))
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[c] for c in class_paths], dtype=np.int64)
@@ -188,8 +197,12 @@ def load_npy(path: Path, label_column: str) -> LabeledData:
 
 
 def load_dataset(path: str, image_size: int = 32, channels: int = 0,
-                 label_column: str = "label") -> LabeledData:
-    """Load any supported data set; `path` "" means the bundled digits."""
+                 label_column: str = "label", cache: str = "memory",
+                 budget: int = 0) -> LabeledData:
+    """Load any supported data set; `path` "" means the bundled digits.
+
+    cache, budget: whether image folders are decoded into memory (see `load_image_tree`);
+    vectors and the digits are always in memory."""
     if not path:
         return load_digits_data(image_size)
     p = Path(path)
@@ -197,7 +210,7 @@ def load_dataset(path: str, image_size: int = 32, channels: int = 0,
         raise DataError(f"data path {p} does not exist; give a folder, .zip, .csv or .npy file")
     suffix = p.suffix.lower()
     if p.is_dir() or suffix == ".zip":
-        data = load_image_tree(p, image_size, channels)
+        data = load_image_tree(p, image_size, channels, cache, budget)
     elif suffix == ".csv":
         data = load_csv(p, label_column)
     elif suffix == ".npy":

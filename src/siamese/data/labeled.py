@@ -12,13 +12,14 @@ import torch
 class LabeledData:
     """Inputs with integer labels.
 
-    x: (N, C, H, W) float images in [0, 1] or (N, D) float vectors, not yet normalised.
+    x: (N, C, H, W) float images in [0, 1] or (N, D) float vectors, not yet normalised; or
+       `ImageFiles`, the same images left on disk and decoded when read.
     y: (N,) int64 indices into `classes`.
     sources: one string per sample (a path, or `digits:17`) so that a split can be recorded.
     groups: optional per-class group (e.g. the Omniglot alphabet), used for within-group episodes.
     """
 
-    x: torch.Tensor
+    x: torch.Tensor  # or ImageFiles
     y: np.ndarray
     classes: list[str]
     sources: list[str]
@@ -36,7 +37,8 @@ class LabeledData:
         remap = np.full(len(self.classes), -1, dtype=np.int64)
         remap[kept] = np.arange(len(kept))
         return LabeledData(
-            x=self.x[torch.from_numpy(index)],
+            x=(self.x[torch.from_numpy(index)] if isinstance(self.x, torch.Tensor)
+               else self.x.take(index)),
             y=remap[old],
             classes=[self.classes[i] for i in kept],
             sources=[self.sources[i] for i in index],

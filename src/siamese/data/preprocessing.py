@@ -10,6 +10,10 @@ import torch
 
 from ..errors import DataError
 from .images import array_to_image, decode, to_array
+from .lazy import ImageFiles
+from .loader import read_chunks
+
+FIT_SAMPLES = 20_000  # the normalisation statistics are taken over at most this many samples
 
 
 @dataclass
@@ -20,17 +24,37 @@ class Preprocessing:
     std: list[float]
 
     @classmethod
-    def fit(cls, x: torch.Tensor, kind: str) -> Preprocessing:
-        """Statistics of the training inputs x: (N, C, H, W) or (N, D)."""
+    def fit(cls, x, kind: str, seed: int = 0, workers: int = 0) -> Preprocessing:
+        """Statistics of the training inputs x: (N, C, H, W) or (N, D), a tensor or files.
+
+        Over every sample up to FIT_SAMPLES, else over that many drawn by the seed; summed in
+        float64 one chunk at a time, so that files on disk need not fit in memory and give the
+        same figures as the same images in memory.
+        """
+        n = len(x)
+        index = np.arange(n)
+        if n > FIT_SAMPLES:
+            index = np.sort(np.random.default_rng([seed, 7]).choice(n, FIT_SAMPLES, replace=False))
         dims = (0, 2, 3) if kind == "image" else (0,)
-        mean = x.mean(dims)
-        std = x.std(dims).clamp_min(1e-6)
-        return cls(kind, list(x.shape[1:]), mean.tolist(), std.tolist())
+        total = total_sq = 0.0
+        count = 0
+        for xb in read_chunks(x, index, workers):
+            xb = xb.double()
+            total = total + xb.sum(dims)
+            total_sq = total_sq + xb.pow(2).sum(dims)
+            count += xb.numel() // xb.shape[1]
+        mean = total / count
+        var = (total_sq - count * mean.pow(2)) / max(count - 1, 1)
+        std = var.clamp_min(0).sqrt().float().clamp_min(1e-6)
+        return cls(kind, list(x.shape[1:]), mean.float().tolist(), std.tolist())
 
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+    def normalize(self, x):
+        """(N, *input_shape) -> normalised; `ImageFiles` -> a view normalised when read."""
+        if isinstance(x, ImageFiles):
+            return x.normalized(self.mean, self.std)
         mean = torch.tensor(self.mean, dtype=x.dtype)
         std = torch.tensor(self.std, dtype=x.dtype)
         if self.kind == "image":

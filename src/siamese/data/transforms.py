@@ -14,12 +14,11 @@ import torch.nn.functional as F
 from ..config import AugmentConfig
 
 
-def random_affine(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
-    """x: (B, C, H, W) -> the same shape, each image with its own random affine distortion."""
-    b = x.shape[0]
+def affine_params(n: int, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
+    """n random affine maps (rotation, shear, scale, translation) as (n, 2, 3) thetas."""
 
     def uniform(limit: float) -> torch.Tensor:
-        return (torch.rand(b, generator=gen) * 2 - 1) * limit
+        return (torch.rand(n, generator=gen) * 2 - 1) * limit
 
     angle = uniform(math.radians(cfg.rotate))
     shear = uniform(cfg.shear)
@@ -31,9 +30,26 @@ def random_affine(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> 
     a12 = (cos * shear - sin) / scale
     a21 = sin / scale
     a22 = (sin * shear + cos) / scale
-    theta = torch.stack([torch.stack([a11, a12, tx], 1), torch.stack([a21, a22, ty], 1)], 1)
+    return torch.stack([torch.stack([a11, a12, tx], 1), torch.stack([a21, a22, ty], 1)], 1)
+
+
+def apply_affine(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) images, (B, 2, 3) maps -> the distorted images, borders replicated."""
     grid = F.affine_grid(theta.to(x.dtype).to(x.device), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def random_affine(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator,
+                  offset: int = 0, total: int | None = None) -> torch.Tensor:
+    """x: (B, C, H, W) -> the same shape, each image with its own random affine distortion.
+
+    offset, total: x is rows offset..offset+B of a batch of `total` images (one rank's share of
+    a global batch): the distortions are drawn for all `total` and this share takes its own,
+    so that how a batch is split never changes what an image gets.
+    """
+    b = x.shape[0]
+    theta = affine_params(b if total is None else total, cfg, gen)
+    return apply_affine(x, theta[offset:offset + b])
 
 
 def add_transformed_classes(x: torch.Tensor, y, classes: list[str],
@@ -43,16 +59,21 @@ def add_transformed_classes(x: torch.Tensor, y, classes: list[str],
     its group (e.g. 'Greek@rot90')."""
     import numpy as np
 
+    from .lazy import ImageFiles
+
     variants = [(r, False) for r in range(4)] + ([(r, True) for r in range(4)] if flips else [])
     xs, ys, names = [], [], []
     new_groups: list[str] | None = None if groups is None else []
     n = len(classes)
     for v, (r, flip) in enumerate(variants):
-        xt = torch.flip(x, dims=(3,)) if flip else x
-        xs.append(torch.rot90(xt, r, dims=(2, 3)) if r else xt)
+        if not isinstance(x, ImageFiles):
+            xt = torch.flip(x, dims=(3,)) if flip else x
+            xs.append(torch.rot90(xt, r, dims=(2, 3)) if r else xt)
         ys.append(y + v * n)
         tag = ("@flip" if flip else "") + (f"@rot{90 * r}" if r else "")
         names += [f"{c}{tag}" for c in classes]
         if new_groups is not None:
             new_groups += [f"{g}{tag}" for g in groups]
+    if isinstance(x, ImageFiles):  # the same samples, turned when read
+        return x.with_variants(len(variants)), np.concatenate(ys), names, new_groups
     return torch.cat(xs), np.concatenate(ys), names, new_groups

@@ -1,19 +1,22 @@
-"""The training loop: P x K batches -> shared encoder -> miner -> loss -> step. Callbacks do the
-rest (progress, validation, checkpoints, early stopping, time limit)."""
+"""The training loop, the same for every task: batches from a DataLoader -> task.step -> loss ->
+backward -> optimizer step, on a cosine schedule that follows epochs or a wall-clock budget.
+Callbacks do the rest (progress, validation, checkpoints, early stopping); DDP, mixed precision
+and torch.compile wrap the task's model here and nowhere else.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
-from ..data.sampling import ClassBalancedSampler
-from ..losses.base import TupleLoss
-from ..losses.miners import Miner
-from ..models.siamese import SiameseNet
+from .distributed import Dist, agree_max, from_main
+from .task import Task
 
 
 class Callback:
@@ -24,18 +27,23 @@ class Callback:
     def on_train_end(self, trainer: Trainer) -> None: ...
 
 
+def batch_generator(seed: int, epoch: int, batch: int) -> torch.Generator:
+    """The random numbers of one batch (augmentation, mining): a function of where it is in
+    the run, so that ranks agree and a resumed run repeats them."""
+    state = np.random.SeedSequence([seed, epoch, batch]).generate_state(2, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state) & (2**63 - 1))
+
+
 class Trainer:
     def __init__(
-        self, net: SiameseNet, loss_fn: TupleLoss, miner: Miner,
-        optimizer: torch.optim.Optimizer, x: torch.Tensor, y: np.ndarray,
-        sampler: ClassBalancedSampler, epochs: int, seed: int = 0,
-        augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
-        callbacks: Sequence[Callback] = (), device: str = "cpu", max_seconds: float = 0.0,
+        self, task: Task, optimizer: torch.optim.Optimizer, loader: DataLoader, epochs: int,
+        seed: int = 0, callbacks: Sequence[Callback] = (), max_seconds: float = 0.0,
+        dist: Dist | None = None, amp: torch.dtype | None = None, compile: bool = False,
     ) -> None:
-        self.net, self.loss_fn, self.miner, self.optimizer = net, loss_fn, miner, optimizer
-        self.x, self.y = x, torch.as_tensor(y)
-        self.sampler, self.epochs, self.seed = sampler, epochs, seed
-        self.augment, self.callbacks, self.device = augment, list(callbacks), device
+        self.task, self.optimizer, self.loader = task, optimizer, loader
+        self.epochs, self.seed, self.callbacks = epochs, seed, list(callbacks)
+        self.dist = dist or Dist()
+        self.net = task.module  # what callbacks validate and save
         self.base_lrs = [g["lr"] for g in optimizer.param_groups]
         self.history: list[dict] = []
         self.epoch = 0
@@ -44,12 +52,25 @@ class Trainer:
         # mid-epoch when the budget is spent (validation and checkpoint still run).
         self.max_seconds = max_seconds
         self.started = 0.0
+        device = next(task.module.parameters()).device
+        self.amp = amp
+        self.scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+        model = task.module
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [device.index] if device.type == "cuda" else None
+            model = DistributedDataParallel(model, device_ids=ids)
+        if compile:
+            model = torch.compile(model)
+        task.model = model
 
     def progress(self, epoch: int, i: int, n: int) -> float:
         by_epoch = (epoch + i / n) / self.epochs
         if self.max_seconds <= 0:
             return by_epoch
-        return max(by_epoch, (time.monotonic() - self.started) / self.max_seconds)
+        by_time = (time.monotonic() - self.started) / self.max_seconds
+        return max(by_epoch, agree_max(by_time, self.dist))  # every rank stops at the same step
 
     def set_lr(self, progress: float) -> None:
         """Cosine decay from the base rate to 1% of it; a pure function of progress in [0, 1],
@@ -58,49 +79,52 @@ class Trainer:
         for g, lr in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
             g["lr"] = lr * f
 
-    def step(self, batch: np.ndarray, gen: torch.Generator) -> float:
-        xb = self.x[torch.from_numpy(batch)]
-        yb = self.y[torch.from_numpy(batch)].to(self.device)
-        if self.augment is not None:
-            xb = self.augment(xb, gen)
-        emb = self.net.embed(xb.to(self.device, non_blocking=True))
-        tuples = self.miner(emb, yb, self.loss_fn.tuple_kind)
-        loss = self.loss_fn(emb, yb, tuples)
+    def _autocast(self):
+        if self.amp is None:
+            return contextlib.nullcontext()
+        device = next(self.task.module.parameters()).device
+        return torch.autocast(device.type, dtype=self.amp)
+
+    def step(self, batch, gen: torch.Generator) -> float:
+        with self._autocast():
+            loss = self.task.step(batch, gen)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         return float(loss.detach())
 
     def fit(self, start_epoch: int = 0) -> list[dict]:
         self.started = time.monotonic()
         for cb in self.callbacks:
             cb.on_train_start(self)
+        sizes = self.loader.batch_sampler
         for epoch in range(start_epoch, self.epochs):
             self.epoch = epoch
-            self.net.train()
-            gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-            self.miner.generator = gen
-            batches = self.sampler.epoch(epoch)
+            self.task.module.train()
+            sizes.set_epoch(epoch)
+            n = len(sizes)
             for cb in self.callbacks:
-                cb.on_epoch_start(self, epoch, len(batches))
+                cb.on_epoch_start(self, epoch, n)
             losses = []
-            for i, batch in enumerate(batches):
-                p = self.progress(epoch, i, len(batches))
+            for i, batch in enumerate(self.loader):
+                p = self.progress(epoch, i, n)
                 if p >= 1.0 and self.max_seconds > 0:
                     self.stop = True
                     break
                 self.set_lr(p)
-                losses.append(self.step(batch, gen))
+                losses.append(self.step(batch, batch_generator(self.seed, epoch, i)))
                 for cb in self.callbacks:
                     cb.on_batch_end(self, losses[-1])
             logs = {"epoch": epoch + 1,
                     "loss": float(np.mean(losses)) if losses else float("nan"),
-                    "images": int(sum(len(b) for b in batches[:len(losses)]))}
+                    "images": len(losses) * sizes.global_batch}
             if self.stop:
                 logs["stopped"] = "time budget"
             for cb in self.callbacks:
                 cb.on_epoch_end(self, logs)
             self.history.append(logs)
+            self.stop = from_main(self.stop, self.dist)  # e.g. early stopping on rank 0
             if self.stop:
                 break
         for cb in self.callbacks:

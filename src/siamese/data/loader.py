@@ -1,0 +1,110 @@
+"""Batches through `torch.utils.data`: the P x K batches of an epoch, each rank's share of them,
+read (and, for files, decoded) by DataLoader worker processes.
+
+The batches are drawn in the main process by the `ClassBalancedSampler` (a pure function of the
+seed and the epoch), so they are the same whatever holds the samples (a tensor in memory or
+`ImageFiles` on disk), however many workers read them and however many ranks share them: rank r
+of W takes rows r*B/W .. (r+1)*B/W of every global batch of B.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .sampling import ClassBalancedSampler
+
+
+class IndexedSamples(Dataset):
+    """Samples `x` (a tensor or `ImageFiles`) with labels `y`; a batch is read in one call."""
+
+    def __init__(self, x, y: np.ndarray) -> None:
+        self.x, self.y = x, torch.as_tensor(np.asarray(y))
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int):
+        return self.x[i], self.y[i]
+
+    def __getitems__(self, index: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.as_tensor(index, dtype=torch.int64)
+        return self.x[idx], self.y[idx]
+
+
+def _whole(batch):
+    """collate_fn: `__getitems__` already returns the batch as tensors."""
+    return batch
+
+
+class RankBatches(Sampler[list[int]]):
+    """This rank's share of every P x K batch of an epoch (`set_epoch` before iterating)."""
+
+    def __init__(self, sampler: ClassBalancedSampler, rank: int = 0, world: int = 1) -> None:
+        self.sampler, self.rank, self.world = sampler, rank, world
+        self.global_batch = sampler.p * sampler.k
+        if self.global_batch % world:
+            raise ValueError(f"a batch of {self.global_batch} does not divide among {world}")
+        self.local = self.global_batch // world
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.batches = self.sampler.epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        lo = self.rank * self.local
+        for b in self.batches:
+            yield b[lo:lo + self.local].tolist()
+
+
+def make_loader(x, y: np.ndarray, batches: Sampler, workers: int,
+                pin_memory: bool = False) -> DataLoader:
+    """A DataLoader over the batches; workers > 0 read them in that many processes (kept alive
+    across epochs, a few batches ahead)."""
+    return DataLoader(IndexedSamples(x, y), batch_sampler=batches, num_workers=workers,
+                      collate_fn=_whole, pin_memory=pin_memory,
+                      persistent_workers=workers > 0,
+                      prefetch_factor=4 if workers > 0 else None)
+
+
+class _Chunks(Sampler[list[int]]):
+    def __init__(self, index: np.ndarray, size: int) -> None:
+        self.index, self.size = index, size
+
+    def __len__(self) -> int:
+        return -(-len(self.index) // self.size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for s in range(0, len(self.index), self.size):
+            yield self.index[s:s + self.size].tolist()
+
+
+def read_chunks(x, index: np.ndarray, workers: int = 0,
+                size: int = 512) -> Iterator[torch.Tensor]:
+    """x[index] in order, `size` rows at a time, read by `workers` processes."""
+    if workers <= 0 or isinstance(x, torch.Tensor):
+        for s in range(0, len(index), size):
+            yield x[torch.from_numpy(np.asarray(index[s:s + size]))]
+        return
+    loader = DataLoader(IndexedSamples(x, np.zeros(len(x), np.int64)),
+                        batch_sampler=_Chunks(np.asarray(index), size), num_workers=workers,
+                        collate_fn=_whole)
+    for xb, _ in loader:
+        yield xb
+
+
+def default_workers() -> int:
+    """Worker processes for data on disk: the CPUs this process may use, at most 4."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(4, n))
