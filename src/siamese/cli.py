@@ -18,7 +18,8 @@ TRAIN_FLAGS = {
     "train.batch_size", "samples_per_class": "train.samples_per_class", "lr": "train.lr",
     "seed": "train.seed", "device": "train.device", "patience": "train.patience",
     "max_minutes": "train.max_minutes", "split": "split.mode", "test_classes":
-    "split.test_classes",
+    "split.test_classes", "workers": "train.workers", "cache": "data.cache",
+    "amp": "train.amp",
 }
 
 
@@ -33,6 +34,8 @@ def _train(args: argparse.Namespace) -> int:
         cfg.augment.enabled = False
     model = train(None if args.resume else cfg, args.out, resume=args.resume, force=args.force,
                   quiet=args.quiet, epochs=args.epochs)
+    if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports the run
+        return 0
     card = model.card
     print(f"run saved to {args.out} (threshold {card['threshold']:.3f})"
           if card.get("threshold") is not None else f"run saved to {args.out}")
@@ -147,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", help="cpu | cuda")
     t.add_argument("--patience", type=int, help="early stopping patience in epochs")
     t.add_argument("--max-minutes", type=float, help="wall-clock training budget")
+    t.add_argument("--workers", type=int, help="DataLoader worker processes (default: 0 for "
+                   "data in memory, else min(4, CPUs))")
+    t.add_argument("--cache", choices=["auto", "memory", "none"], help="image folders: decode "
+                   "into memory, or leave on disk and decode per batch (default auto)")
+    t.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"],
+                   help="mixed precision (default auto: on CUDA only)")
     t.add_argument("--split", help="classes (test classes unseen) | samples")
     t.add_argument("--test-classes", help="comma-separated class names held out as unseen")
     t.set_defaults(func=_train)
@@ -192,6 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _speaks() -> bool:
+    """Under torchrun every rank runs the same command: rank 0 prints, and the first rank of
+    each other machine (whose data or disk may differ); the rest would only repeat them."""
+    rank = os.environ.get("RANK", "0")
+    return rank == "0" or os.environ.get("LOCAL_RANK", "0") == "0"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -203,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     except SiameseError as e:
         if args.debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        if _speaks():
+            print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; the last checkpoint is kept (resume with --resume)", file=sys.stderr)

@@ -36,6 +36,12 @@ class IndexedSamples(Dataset):
         return self.x[idx], self.y[idx]
 
 
+def _own_generator() -> torch.Generator:
+    """Workers' seeds from their own generator: starting workers must not draw from torch's
+    global one (that would change the model's initial weights with the worker count)."""
+    return torch.Generator().manual_seed(0)
+
+
 def _whole(batch):
     """collate_fn: `__getitems__` already returns the batch as tensors."""
     return batch
@@ -72,7 +78,7 @@ def make_loader(x, y: np.ndarray, batches: Sampler, workers: int,
     return DataLoader(IndexedSamples(x, y), batch_sampler=batches, num_workers=workers,
                       collate_fn=_whole, pin_memory=pin_memory,
                       persistent_workers=workers > 0,
-                      prefetch_factor=4 if workers > 0 else None)
+                      prefetch_factor=4 if workers > 0 else None, generator=_own_generator())
 
 
 class _Chunks(Sampler[list[int]]):
@@ -96,7 +102,7 @@ def read_chunks(x, index: np.ndarray, workers: int = 0,
         return
     loader = DataLoader(IndexedSamples(x, np.zeros(len(x), np.int64)),
                         batch_sampler=_Chunks(np.asarray(index), size), num_workers=workers,
-                        collate_fn=_whole)
+                        collate_fn=_whole, generator=_own_generator())
     for xb, _ in loader:
         yield xb
 

@@ -1,0 +1,123 @@
+"""Image folders left on disk (data.cache = "none") and decoded batch by batch by DataLoader
+workers give exactly what the in-memory path gives: the same samples, batches, statistics,
+embeddings and, trained on the same seed, the same weights."""
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import siamese
+from conftest import digit_folder
+from siamese.data.datasets import load_dataset
+from siamese.data.lazy import ImageFiles
+from siamese.data.loader import RankBatches, make_loader
+from siamese.data.preprocessing import Preprocessing
+from siamese.data.sampling import ClassBalancedSampler
+from siamese.data.transforms import add_transformed_classes
+
+
+@pytest.fixture(scope="module")
+def digits_dir(tmp_path_factory):
+    return digit_folder(tmp_path_factory.mktemp("d") / "digits", per_class=12)
+
+
+def _both(path, size=12):
+    mem = load_dataset(str(path), size, cache="memory")
+    disk = load_dataset(str(path), size, cache="none")
+    assert isinstance(mem.x, torch.Tensor) and isinstance(disk.x, ImageFiles)
+    return mem, disk
+
+
+def test_files_read_like_the_tensor_by_int_slice_and_index(digits_dir):
+    mem, disk = _both(digits_dir)
+    assert disk.x.shape == tuple(mem.x.shape) and len(disk.x) == len(mem.x)
+    idx = np.array([5, 0, 77, 5])
+    assert torch.equal(disk.x[3], mem.x[3])
+    assert torch.equal(disk.x[10:20:3], mem.x[10:20:3])
+    assert torch.equal(disk.x[idx], mem.x[torch.from_numpy(idx)])
+    assert torch.equal(disk.x[torch.from_numpy(idx)], mem.x[torch.from_numpy(idx)])
+    sub_m, sub_d = mem.subset(idx[:3]), disk.subset(idx[:3])
+    assert torch.equal(sub_d.x[np.arange(3)], sub_m.x)
+    assert sub_d.sources == sub_m.sources
+
+
+def test_statistics_normalisation_and_class_variants_match(digits_dir):
+    mem, disk = _both(digits_dir)
+    pm, pd = Preprocessing.fit(mem.x, "image"), Preprocessing.fit(disk.x, "image", workers=2)
+    assert pm == pd
+    ref = mem.x.double()  # an independent reference: torch's own float64 mean and std
+    assert pm.mean[0] == pytest.approx(float(ref.mean()), abs=1e-6)
+    assert pm.std[0] == pytest.approx(float(ref.std()), abs=1e-6)
+    for flips in (False, True):
+        xm, ym, *_ = add_transformed_classes(pm.normalize(mem.x), mem.y, mem.classes, flips=flips)
+        xd, yd, *_ = add_transformed_classes(pd.normalize(disk.x), disk.y, disk.classes,
+                                             flips=flips)
+        assert len(xd) == len(xm) and np.array_equal(yd, ym)
+        pick = np.array([0, len(mem.x) + 4, len(xm) - 1, 2 * len(mem.x) + 9])
+        assert torch.equal(xd[pick], xm[torch.from_numpy(pick)])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_disk_and_memory_give_identical_batches_for_a_seed(digits_dir, workers):
+    mem, disk = _both(digits_dir)
+    pre = Preprocessing.fit(mem.x, "image")
+    sampler = ClassBalancedSampler(mem.y, 5, 4, seed=3)
+    a = make_loader(pre.normalize(mem.x), mem.y, RankBatches(sampler), 0)
+    b = make_loader(pre.normalize(disk.x), disk.y, RankBatches(sampler), workers)
+    for epoch in (0, 1):
+        a.batch_sampler.set_epoch(epoch)
+        b.batch_sampler.set_epoch(epoch)
+        pairs = list(zip(a, b, strict=True))
+        assert len(pairs) == len(a.batch_sampler) > 3
+        for (xa, ya), (xb, yb) in pairs:
+            assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_ranks_share_each_global_batch_without_overlap(digits_dir):
+    mem = load_dataset(str(digits_dir), 8)
+    sampler = ClassBalancedSampler(mem.y, 4, 4, seed=0)
+    whole = sampler.epoch(2)
+    shares = []
+    for rank in range(4):
+        rb = RankBatches(sampler, rank, 4)
+        rb.set_epoch(2)
+        shares.append(list(rb))
+    for i, batch in enumerate(whole):
+        assert np.concatenate([s[i] for s in shares]).tolist() == batch.tolist()
+    with pytest.raises(ValueError, match="does not divide"):
+        RankBatches(sampler, 0, 3)
+
+
+def test_embeddings_with_tta_are_the_same_from_disk(digits_dir, tiny_run_session):
+    model = siamese.load(tiny_run_session)
+    size = model.preprocessing.input_shape[1]
+    mem, disk = _both(digits_dir, size)
+    pre = model.preprocessing
+    for views in (0, 3):
+        em = model.embed_tensor(pre.normalize(mem.x), batch_size=16, views=views)
+        ed = model.embed_tensor(pre.normalize(disk.x), batch_size=7, views=views, workers=2)
+        torch.testing.assert_close(ed, em, atol=1e-6, rtol=0)
+
+
+def test_a_run_over_a_folder_beyond_its_memory_budget_streams_and_trains_the_same(
+        digits_dir, tmp_path):
+    cfg = {"data": {"path": str(digits_dir), "image_size": 8, "class_rotations": True},
+           "split": {"test_classes": ["8", "9"]}, "model": {"width": 8, "embedding_dim": 8},
+           "train": {"epochs": 2, "batch_size": 16, "val_pairs": 100},
+           "eval": {"episodes": 5, "pairs": 100}}
+    mem = siamese.train({**cfg, "data": {**cfg["data"], "cache": "memory"}}, tmp_path / "m",
+                        quiet=True)
+    disk = siamese.train({**cfg, "data": {**cfg["data"], "cache": "auto", "cache_gb": 1e-6},
+                          "train": {**cfg["train"], "workers": 2}}, tmp_path / "d", quiet=True)
+    assert mem.card["data"]["cache"] == "memory"
+    assert disk.card["data"]["cache"] == "none" and disk.card["engine"]["workers"] == 2
+    wm, wd = load_file(tmp_path / "m" / "model.safetensors"), \
+        load_file(tmp_path / "d" / "model.safetensors")
+    for k in wm:
+        torch.testing.assert_close(wd[k], wm[k], atol=1e-5, rtol=1e-4)
+    assert [h["loss"] for h in disk.card["history"]] == pytest.approx(
+        [h["loss"] for h in mem.card["history"]], rel=1e-5)
+    again = siamese.evaluate(siamese.load(tmp_path / "d"), out=tmp_path / "e")
+    assert again["unseen"]["verification"]["roc_auc"] == pytest.approx(
+        disk.card["metrics"]["unseen"]["verification"]["roc_auc"], abs=1e-6)
