@@ -48,7 +48,7 @@ def test_roundtrip_through_dict():
     ({"train": {"epochs": 0}}, "epochs"),
     ({"train": {"keep": "middle"}}, "train.keep 'middle'"),
     ({"eval": {"tta": -1}}, "eval.tta must be >= 0"),
-    ({"data": {"cache": "disk"}}, "data.cache 'disk'"),
+    ({"data": {"cache": "ssd"}}, "data.cache 'ssd'"),
     ({"data": {"cache_gb": -1}}, "data.cache_gb must be >= 0"),
     ({"train": {"workers": -2}}, "train.workers must be in"),
     ({"train": {"amp": "fp8"}}, "train.amp 'fp8'"),

@@ -121,3 +121,37 @@ def test_a_run_over_a_folder_beyond_its_memory_budget_streams_and_trains_the_sam
     again = siamese.evaluate(siamese.load(tmp_path / "d"), out=tmp_path / "e")
     assert again["unseen"]["verification"]["roc_auc"] == pytest.approx(
         disk.card["metrics"]["unseen"]["verification"]["roc_auc"], abs=1e-6)
+
+
+def test_the_decoded_disk_cache_reads_what_decoding_gives_and_is_made_once(digits_dir,
+                                                                         tmp_path):
+    mem = load_dataset(str(digits_dir), 12, cache="memory")
+    disk = load_dataset(str(digits_dir), 12, cache="disk", cache_dir=str(tmp_path / "c"))
+    assert disk.x.decoded is not None
+    made = list((tmp_path / "c").glob("*.u8"))
+    assert len(made) == 1 and made[0].stat().st_size == len(mem.x) * 12 * 12
+    stamp = made[0].stat().st_mtime_ns
+    idx = np.array([3, 100, 0, 57])
+    assert torch.equal(disk.x[idx], mem.x[torch.from_numpy(idx)])
+    sub_m, sub_d = mem.subset(idx), disk.subset(idx)  # a subset reads its own rows
+    assert torch.equal(sub_d.x[np.arange(4)], sub_m.x)
+    pre = Preprocessing.fit(mem.x, "image")
+    xm, *_ = add_transformed_classes(pre.normalize(mem.x), mem.y, mem.classes, flips=True)
+    xd, *_ = add_transformed_classes(pre.normalize(disk.x), disk.y, disk.classes, flips=True)
+    pick = np.arange(0, len(xm), 37)
+    assert torch.equal(xd[pick], xm[torch.from_numpy(pick)])
+    load_dataset(str(digits_dir), 12, cache="disk", cache_dir=str(tmp_path / "c"))
+    assert made[0].stat().st_mtime_ns == stamp  # reused, not made again
+    changed = next((digits_dir / "3").glob("*.png"))
+    changed.touch()
+    load_dataset(str(digits_dir), 12, cache="disk", cache_dir=str(tmp_path / "c"))
+    assert len(list((tmp_path / "c").glob("*.u8"))) == 2  # a changed file: a new cache
+
+
+def test_an_unwritable_cache_dir_is_one_line_naming_it(digits_dir, tmp_path):
+    from siamese.errors import DataError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(DataError, match="cannot write the decoded-image cache .*data.cache_dir"):
+        load_dataset(str(digits_dir), 12, cache="disk", cache_dir=str(blocker / "sub"))

@@ -67,7 +67,13 @@ def _load(cfg: Config, pre: Preprocessing | None = None) -> LabeledData:
     if pre is not None and pre.kind == "image":
         size, channels = pre.input_shape[1], pre.input_shape[0]
     return load_dataset(cfg.data.path, size, channels, cfg.data.label_column,
-                        cfg.data.cache, cache_budget(cfg))
+                        cfg.data.cache, cache_budget(cfg), cfg.data.cache_dir)
+
+
+def _cache_kind(x) -> str:
+    if not isinstance(x, ImageFiles):
+        return "memory"
+    return "disk" if x.decoded else "none"
 
 
 def _prepare_out(out: Path, force: bool) -> None:
@@ -189,7 +195,7 @@ def _train(cfg: Config, out: Path, d: Dist, resume: bool, force: bool, quiet: bo
         "classes": train_set.classes,
         "data": {"kind": data.kind, "samples": len(data), "classes": len(data.classes),
                  "fingerprint": data_fingerprint(data),
-                 "cache": "none" if isinstance(data.x, ImageFiles) else "memory"},
+                 "cache": _cache_kind(data.x)},
         "split": split.summary(),
         "engine": {"ranks": d.world, "workers": n_workers, "device": cfg.train.device,
                    "amp": str(amp).replace("torch.", "") if amp else "off",

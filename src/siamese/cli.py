@@ -19,7 +19,7 @@ TRAIN_FLAGS = {
     "seed": "train.seed", "device": "train.device", "patience": "train.patience",
     "max_minutes": "train.max_minutes", "split": "split.mode", "test_classes":
     "split.test_classes", "workers": "train.workers", "cache": "data.cache",
-    "amp": "train.amp",
+    "amp": "train.amp", "cache_dir": "data.cache_dir",
 }
 
 
@@ -152,8 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-minutes", type=float, help="wall-clock training budget")
     t.add_argument("--workers", type=int, help="DataLoader worker processes (default: 0 for "
                    "data in memory, else min(4, CPUs))")
-    t.add_argument("--cache", choices=["auto", "memory", "none"], help="image folders: decode "
-                   "into memory, or leave on disk and decode per batch (default auto)")
+    t.add_argument("--cache", choices=["auto", "memory", "none", "disk"], help="image folders: "
+                   "decode into memory, leave on disk and decode per batch (none), or decode "
+                   "once into a uint8 file under data.cache_dir (disk); default auto")
+    t.add_argument("--cache-dir", help="where --cache disk keeps decoded images "
+                   "(default ~/.cache/siamese)")
     t.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"],
                    help="mixed precision (default auto: on CUDA only)")
     t.add_argument("--split", help="classes (test classes unseen) | samples")

@@ -25,10 +25,12 @@ class DataConfig:
     class_rotations: bool = False  # add each class rotated by 90/180/270 degrees as new classes
     class_flips: bool = False  # also add the mirror images of those (8x the classes in all)
     # Image folders: "memory" decodes every image once into RAM; "none" leaves them on disk,
-    # decoded by the DataLoader workers batch by batch; "auto": memory when the decoded images
-    # fit cache_gb (0 = a quarter of this machine's memory).
+    # decoded by the DataLoader workers batch by batch; "disk" decodes them once into a file
+    # of uint8 pixels under cache_dir (default ~/.cache/siamese) and reads that; "auto":
+    # memory when the decoded images fit cache_gb (0 = a quarter of the memory), else none.
     cache: str = "auto"
     cache_gb: float = 0.0
+    cache_dir: str = ""
 
 
 @dataclass
@@ -234,8 +236,8 @@ def resolve(cfg: Config) -> Config:
         (t.device in ("cpu", "cuda") or t.device.startswith("cuda:"), "train.device: cpu|cuda"),
         (t.keep in ("best", "last"), f"train.keep '{t.keep}': choose best or last"),
         (cfg.eval.tta >= 0, "eval.tta must be >= 0 (0 = no test-time augmentation)"),
-        (cfg.data.cache in ("auto", "memory", "none"),
-         f"data.cache '{cfg.data.cache}': choose auto, memory or none"),
+        (cfg.data.cache in ("auto", "memory", "none", "disk"),
+         f"data.cache '{cfg.data.cache}': choose auto, memory, none or disk"),
         (cfg.data.cache_gb >= 0, "data.cache_gb must be >= 0 (0 = a quarter of the memory)"),
         (-1 <= t.workers <= 64, "train.workers must be in [-1, 64] (-1 = automatic)"),
         (t.amp in ("auto", "off", "bf16", "fp16"),

@@ -11,12 +11,15 @@ normalisation, the same rotations.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from .images import decode
+
+_fds: dict[tuple[str, int], int] = {}
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,8 @@ class ImageFiles:
     mean: tuple | None = None  # per channel, applied after decoding
     std: tuple | None = None
     variants: int = 1  # 1, 4 (rotations) or 8 (rotations of the image and of its mirror)
+    decoded: str | None = None  # a file of the base samples' uint8 pixels (data/decoded.py)
+    rows: tuple | None = None  # with `decoded`: each base sample's row in that file
 
     def __len__(self) -> int:
         return len(self.sources) * self.variants
@@ -46,8 +51,26 @@ class ImageFiles:
         if self.variants != 1:
             raise ValueError("take() before with_variants()")
         index = np.asarray(index, dtype=np.int64)
+        rows = None if self.decoded is None else tuple(self._row(int(i)) for i in index)
         return replace(self, sources=tuple(self.sources[i] for i in index),
-                       names=tuple(self.names[i] for i in index))
+                       names=tuple(self.names[i] for i in index), rows=rows)
+
+    def from_decoded(self, path: str) -> ImageFiles:
+        """Read the base samples from `path`, a file of their uint8 pixels in order."""
+        return replace(self, decoded=path, rows=None)
+
+    def _row(self, i: int) -> int:
+        return i if self.rows is None else self.rows[i]
+
+    def _pixels(self, b: int) -> np.ndarray:
+        """Base sample b from the decoded file: uint8 / 255, exactly what the decoder gives."""
+        fd = _fds.get((self.decoded, os.getpid()))
+        if fd is None:  # one descriptor per process (DataLoader workers are forked)
+            fd = _fds[(self.decoded, os.getpid())] = os.open(self.decoded, os.O_RDONLY)
+        n = self.channels * self.size * self.size
+        raw = os.pread(fd, n, self._row(b) * n)
+        a = np.frombuffer(raw, dtype=np.uint8).astype(np.float32) / 255.0
+        return a.reshape(self.channels, self.size, self.size)
 
     def normalized(self, mean, std) -> ImageFiles:
         return replace(self, mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std))
@@ -55,27 +78,32 @@ class ImageFiles:
     def with_variants(self, n: int) -> ImageFiles:
         return replace(self, variants=n)
 
-    def _one(self, i: int) -> torch.Tensor:
+    def _read(self, index: np.ndarray) -> torch.Tensor:
+        """Decode, normalise and turn the samples at `index` (B,) -> (B, C, H, W): one tensor
+        operation per batch (and per variant), not per image; the same values as the
+        in-memory path, which applies the same operations to the whole set."""
         n = len(self.sources)
-        base, v = i % n, i // n
-        x = torch.from_numpy(decode(self.sources[base], self.names[base], self.channels,
-                                    self.size))
+        base, variant = index % n, index // n
+        out = np.empty((len(index), self.channels, self.size, self.size), dtype=np.float32)
+        for row, b in enumerate(base.tolist()):
+            out[row] = decode(self.sources[b], self.names[b], self.channels, self.size) \
+                if self.decoded is None else self._pixels(b)
+        x = torch.from_numpy(out)
         if self.mean is not None:
-            # The same operation as Preprocessing.normalize on a batch, so identical values.
-            x = (x - torch.tensor(self.mean)[:, None, None]) / torch.tensor(self.std)[:, None, None]
-        if v >= 4:
-            x = torch.flip(x, dims=(2,))
-        return torch.rot90(x, v % 4, dims=(1, 2)) if v % 4 else x
+            mean, std = torch.tensor(self.mean), torch.tensor(self.std)
+            x = (x - mean[:, None, None]) / std[:, None, None]
+        for v in np.unique(variant[variant > 0]).tolist():
+            rows = torch.from_numpy(np.flatnonzero(variant == v))
+            xv = torch.flip(x[rows], dims=(3,)) if v >= 4 else x[rows]
+            x[rows] = torch.rot90(xv, v % 4, dims=(2, 3)) if v % 4 else xv
+        return x
 
     def __getitem__(self, index) -> torch.Tensor:
         """An int -> (C, H, W); a slice, index array or tensor -> (B, C, H, W), decoded now."""
         if isinstance(index, int | np.integer):
-            return self._one(int(index))
+            return self._read(np.array([int(index)]))[0]
         if isinstance(index, slice):
-            index = range(*index.indices(len(self)))
+            index = np.arange(*index.indices(len(self)))
         elif isinstance(index, torch.Tensor):
-            index = index.tolist()
-        rows = [self._one(int(i)) for i in index]
-        if not rows:
-            return torch.zeros(0, self.channels, self.size, self.size)
-        return torch.stack(rows)
+            index = index.numpy()
+        return self._read(np.asarray(index, dtype=np.int64).reshape(-1))

@@ -42,6 +42,16 @@ def _own_generator() -> torch.Generator:
     return torch.Generator().manual_seed(0)
 
 
+def _lower_priority(_worker_id: int) -> None:
+    """Workers run at nice 10: on a machine whose cores the training threads fill, a worker
+    then decodes in the moments a core is idle instead of preempting a training thread (every
+    thread of a parallel op would wait for the preempted one)."""
+    try:
+        os.nice(10)
+    except OSError:  # not permitted: run at normal priority
+        pass
+
+
 def _whole(batch):
     """collate_fn: `__getitems__` already returns the batch as tensors."""
     return batch
@@ -56,11 +66,13 @@ class RankBatches(Sampler[list[int]]):
         if self.global_batch % world:
             raise ValueError(f"a batch of {self.global_batch} does not divide among {world}")
         self.local = self.global_batch // world
+        self.epoch, self.batches = -1, []
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.batches = self.sampler.epoch(epoch)
+        if epoch != self.epoch:
+            self.epoch = epoch
+            self.batches = self.sampler.epoch(epoch)
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -78,7 +90,8 @@ def make_loader(x, y: np.ndarray, batches: Sampler, workers: int,
     return DataLoader(IndexedSamples(x, y), batch_sampler=batches, num_workers=workers,
                       collate_fn=_whole, pin_memory=pin_memory,
                       persistent_workers=workers > 0,
-                      prefetch_factor=4 if workers > 0 else None, generator=_own_generator())
+                      prefetch_factor=4 if workers > 0 else None, generator=_own_generator(),
+                      worker_init_fn=_lower_priority if workers > 0 else None)
 
 
 class _Chunks(Sampler[list[int]]):

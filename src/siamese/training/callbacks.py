@@ -37,7 +37,9 @@ class ProgressBar(Callback):
             self.bar = None
         if self.enabled:
             extra = "".join(f"  {k} {v:.4f}" for k, v in logs.items()
-                            if k not in ("epoch", "loss") and isinstance(v, float))
+                            if k not in ("epoch", "loss", "seconds") and isinstance(v, float))
+            if logs.get("seconds"):
+                extra += f"  {logs['images'] / logs['seconds']:.0f} images/s"
             print(f"epoch {logs['epoch']}/{trainer.epochs}  loss {logs['loss']:.4f}{extra}",
                   file=sys.stderr)
 

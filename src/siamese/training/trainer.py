@@ -107,6 +107,7 @@ class Trainer:
             for cb in self.callbacks:
                 cb.on_epoch_start(self, epoch, n)
             losses = []
+            t_epoch = time.monotonic()
             for i, batch in enumerate(self.loader):
                 p = self.progress(epoch, i, n)
                 if p >= 1.0 and self.max_seconds > 0:
@@ -116,9 +117,11 @@ class Trainer:
                 losses.append(self.step(batch, batch_generator(self.seed, epoch, i)))
                 for cb in self.callbacks:
                     cb.on_batch_end(self, losses[-1])
+            seconds = time.monotonic() - t_epoch  # the steps only, not validation
             logs = {"epoch": epoch + 1,
                     "loss": float(np.mean(losses)) if losses else float("nan"),
-                    "images": len(losses) * sizes.global_batch}
+                    "images": len(losses) * sizes.global_batch,
+                    "seconds": round(seconds, 3)}
             if self.stop:
                 logs["stopped"] = "time budget"
             for cb in self.callbacks:
