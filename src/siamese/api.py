@@ -141,10 +141,9 @@ def train(config: Config | dict | None = None, out: str | Path = "runs/latest", 
     out = Path(out)
     cfg = _run_config(config, out, resume, epochs)
     d = dist_from_env(_device(cfg.train.device))
-    try:
-        return _train(cfg, out, d, resume, force, quiet or not d.main)
-    finally:
-        dist_finish(d)
+    model = _train(cfg, out, d, resume, force, quiet or not d.main)
+    dist_finish(d)
+    return model
 
 
 def _train(cfg: Config, out: Path, d: Dist, resume: bool, force: bool, quiet: bool) -> Model:

@@ -9,6 +9,7 @@ DistributedDataParallel. Only rank 0 writes the run folder, prints and validates
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 from dataclasses import dataclass
 
@@ -123,5 +124,12 @@ def from_main(obj, d: Dist):
 
 
 def finish(d: Dist) -> None:
+    """Leave the group after a run that went well. (The other ranks do not wait for rank 0's
+    evaluation: that can take longer than a collective's timeout.) After an error, nothing: the
+    process exits non-zero and torchrun stops the others, which may be waiting in a collective
+    that would never complete."""
     if d.enabled and dist.is_initialized():
+        # DDP's reducer sits in reference cycles: collect it while the group is alive, or
+        # its C++ threads are torn down at interpreter exit and abort the process.
+        gc.collect()
         dist.destroy_process_group()

@@ -132,4 +132,5 @@ class Trainer:
                 break
         for cb in self.callbacks:
             cb.on_train_end(self)
+        self.task.model = self.task.module  # let go of the DDP / compiled wrapper
         return self.history
