@@ -155,3 +155,34 @@ def test_an_unwritable_cache_dir_is_one_line_naming_it(digits_dir, tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(DataError, match="cannot write the decoded-image cache .*data.cache_dir"):
         load_dataset(str(digits_dir), 12, cache="disk", cache_dir=str(blocker / "sub"))
+
+
+@pytest.mark.parametrize("cache, workers", [("memory", 0), ("none", 2)])
+def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(digits_dir, tmp_path,
+                                                                      monkeypatch, cache,
+                                                                      workers):
+    from siamese.training import callbacks
+
+    cfg = {"data": {"path": str(digits_dir), "image_size": 8, "cache": cache},
+           "split": {"test_classes": ["8", "9"]}, "model": {"width": 8, "embedding_dim": 8},
+           "train": {"epochs": 4, "batch_size": 16, "val_pairs": 100, "workers": workers,
+                     "keep": "last"},
+           "eval": {"episodes": 5, "pairs": 100}}
+    siamese.train(cfg, tmp_path / "whole", quiet=True)
+    save = callbacks.Checkpoint.on_epoch_end
+
+    def killed_after_epoch_2(self, trainer, logs):
+        save(self, trainer, logs)
+        if logs["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(callbacks.Checkpoint, "on_epoch_end", killed_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        siamese.train(cfg, tmp_path / "cut", quiet=True)
+    monkeypatch.setattr(callbacks.Checkpoint, "on_epoch_end", save)
+    resumed = siamese.train(out=tmp_path / "cut", resume=True, quiet=True)
+    assert [h["epoch"] for h in resumed.card["history"]] == [1, 2, 3, 4]
+    whole = load_file(tmp_path / "whole" / "model.safetensors")
+    cut = load_file(tmp_path / "cut" / "model.safetensors")
+    for k in whole:
+        assert torch.equal(cut[k], whole[k]), k

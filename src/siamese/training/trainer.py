@@ -44,7 +44,9 @@ class Trainer:
         self.epochs, self.seed, self.callbacks = epochs, seed, list(callbacks)
         self.dist = dist or Dist()
         self.net = task.module  # what callbacks validate and save
-        self.base_lrs = [g["lr"] for g in optimizer.param_groups]
+        # The schedule's base rates: kept in the optimizer's state ("initial_lr", as torch's
+        # schedulers do), so that a resumed run does not take its decayed rate as the base.
+        self.base_lrs = [g.setdefault("initial_lr", g["lr"]) for g in optimizer.param_groups]
         self.history: list[dict] = []
         self.epoch = 0
         self.stop = False
