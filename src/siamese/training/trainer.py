@@ -61,7 +61,10 @@ class Trainer:
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
-            ids = [device.index] if device.type == "cuda" else None
+            ids = None
+            if device.type == "cuda":  # batch statistics over the global batch (GPU only)
+                ids = [device.index]
+                model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
             model = DistributedDataParallel(model, device_ids=ids)
         if compile:
             model = torch.compile(model)
