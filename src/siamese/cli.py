@@ -59,10 +59,37 @@ def _evaluate(args: argparse.Namespace) -> int:
         ecfg.tta = args.tta
     if args.omniglot_runs:
         return _omniglot(model, args, ecfg.tta)
+    if args.pairs:
+        return _pairs(model, args, ecfg.tta)
     metrics = evaluate(model, data=args.data, eval_config=ecfg, out=args.out)
     print(format_table(metrics))
     where = Path(args.out) if args.out else Path(args.run)
     print(f"metrics written to {where / 'metrics.json'}")
+    return 0
+
+
+def _pairs(model, args: argparse.Namespace, views: int) -> int:
+    from .atomic import atomic_write_json
+    from .data.pairs import read_pairs
+    from .evaluation.pairs import evaluate_pairs
+    from .evaluation.plots import plot_roc
+
+    pairs = read_pairs(args.pairs, args.images)
+    metrics, scores = evaluate_pairs(model, pairs, args.folds, views)
+    where = Path(args.out) if args.out else Path(args.run)
+    atomic_write_json(where / "pairs_metrics.json", {"pairs_file": str(args.pairs), **metrics})
+    if "graded" in metrics:
+        g = metrics["graded"]
+        print(f"{g['pairs']} graded pairs: Pearson {g['pearson']:.4f}  Spearman "
+              f"{g['spearman']:.4f}  MAE {g['mae']:.4f} (scores {g['score_range'][0]:g}.."
+              f"{g['score_range'][1]:g} mapped to 0..1)")
+    else:
+        p, v = metrics["protocol"], metrics["verification"]
+        plot_roc({"pairs": (pairs.label, scores, v["roc_auc"])}, where / "pairs_roc.png")
+        print(f"{v['pairs']} pairs, {p['folds']}-fold accuracy {100 * p['accuracy']:.2f}% "
+              f"+- {100 * p['accuracy_std']:.2f}  ROC AUC {v['roc_auc']:.4f}  EER "
+              f"{100 * v['eer']:.2f}%  TAR@FAR=1e-3 {100 * v['tar@far=1e-3']:.1f}%")
+    print(f"metrics written to {where / 'pairs_metrics.json'}")
     return 0
 
 
@@ -169,6 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="folder for metrics.json and plots (default: the run)")
     e.add_argument("--omniglot-runs", help="score Lake's 20 official one-shot runs "
                    "(all_runs.zip or its folder) instead")
+    e.add_argument("--pairs", help="the verification protocol on a pairs file: a CSV a,b,label "
+                   "or an LFW pairs.txt (k-fold accuracy, ROC AUC, EER, TAR@FAR)")
+    e.add_argument("--images", help="--pairs: folder the image names are relative to "
+                   "(default: the pairs file's folder)")
+    e.add_argument("--folds", type=int, default=10, help="--pairs without folds of their own: "
+                   "this many (default 10)")
     e.add_argument("--tta", type=int, metavar="N", help="test-time augmentation: average "
                    "each image's embedding over N random distortions (default: the run's "
                    "eval.tta, 0)")
