@@ -1,0 +1,105 @@
+"""The LFW verification protocol on Omniglot's evaluation characters (never seen in training):
+an LFW-style pairs.txt of 10 character-disjoint folds x (300 same + 300 different pairs),
+scored by `siamese evaluate RUN --pairs`.
+
+    .venv/bin/python benchmarks/omniglot_pairs.py --run runs/omniglot \\
+        --out results/omniglot_pairs.json [--tta 32] [--data-dir ../shared/data] [--seed 0]
+
+The 659 evaluation characters are split into 10 groups by the seed; fold f draws its 300 same
+pairs (two drawings of one character) and 300 different pairs (drawings of two characters, in
+the same alphabet where it can: the hard case) from group f only. Images are laid out as LFW
+does (`<name>/<name>_0001.png`, hard links). Writes JSON (plain and with --tta) and prints a
+markdown table. Skips (exit 0) when the zip is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from image_copies import extracted
+from machine import describe, machine_info
+
+import siamese
+from siamese.data.pairs import read_pairs
+from siamese.evaluation.pairs import evaluate_pairs
+
+FOLDS, PER = 10, 300
+
+
+def lfw_tree(source: Path, root: Path) -> dict[str, tuple[str, int]]:
+    """name -> (alphabet, drawings), the images hard-linked as <name>/<name>_<k:04d>.png."""
+    out = {}
+    for alphabet in sorted(p for p in source.iterdir() if p.is_dir()):
+        for char in sorted(p for p in alphabet.iterdir() if p.is_dir()):
+            name = f"{alphabet.name}-{char.name}".replace(" ", "_")
+            files = sorted(char.glob("*.png"))
+            (root / name).mkdir(parents=True, exist_ok=True)
+            for k, f in enumerate(files, start=1):
+                dst = root / name / f"{name}_{k:04d}.png"
+                if not dst.exists():
+                    os.link(f, dst)
+            out[name] = (alphabet.name, len(files))
+    return out
+
+
+def pairs_txt(chars: dict[str, tuple[str, int]], path: Path, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    names = np.array(sorted(chars))
+    groups = np.array_split(rng.permutation(names), FOLDS)
+    lines = [f"{FOLDS}\t{PER}"]
+    for group in groups:
+        for _ in range(PER):
+            c = rng.choice(group)
+            i, j = rng.choice(chars[c][1], 2, replace=False) + 1
+            lines.append(f"{c}\t{i}\t{j}")
+        for _ in range(PER):
+            c = rng.choice(group)
+            same_alpha = [g for g in group if g != c and chars[g][0] == chars[c][0]]
+            d = rng.choice(same_alpha or [g for g in group if g != c])
+            lines.append(f"{c}\t{rng.integers(chars[c][1]) + 1}\t{d}\t"
+                         f"{rng.integers(chars[d][1]) + 1}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--run", required=True)
+    ap.add_argument("--out", default="results/omniglot_pairs.json")
+    ap.add_argument("--tta", type=int, default=32)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--data-dir", default=os.environ.get("SIAMESE_DATA", "../shared/data"))
+    ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "siamese-bench"))
+    args = ap.parse_args()
+    zip_path = Path(args.data_dir) / "omniglot" / "images_evaluation.zip"
+    if not zip_path.exists():
+        print(f"skipped: {zip_path} not found (set --data-dir or SIAMESE_DATA)")
+        return
+    work = Path(args.work)
+    chars = lfw_tree(extracted(zip_path, work / "omniglot_eval"), work / "omniglot_lfw")
+    txt = work / f"omniglot_pairs_seed{args.seed}.txt"
+    pairs_txt(chars, txt, args.seed)
+    pairs = read_pairs(txt, work / "omniglot_lfw")
+    model = siamese.load(args.run)
+    rows = {}
+    for views in sorted({0, args.tta}):
+        metrics, _ = evaluate_pairs(model, pairs, views=views)
+        rows["plain" if views == 0 else f"tta {views}"] = metrics
+    result = {"machine": machine_info(), "run": args.run, "pairs": len(pairs),
+              "characters": len(chars), "seed": args.seed, "results": rows}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(f"\n{describe(result['machine'])}; {len(chars)} characters, {len(pairs)} pairs\n")
+    print("| scoring | 10-fold accuracy | ROC AUC | EER | TAR@FAR=1e-3 |\n|---|---|---|---|---|")
+    for name, m in rows.items():
+        p, v = m["protocol"], m["verification"]
+        print(f"| {name} | {100 * p['accuracy']:.2f}% +- {100 * p['accuracy_std']:.2f} | "
+              f"{v['roc_auc']:.4f} | {100 * v['eer']:.2f}% | {100 * v['tar@far=1e-3']:.1f}% |")
+
+
+if __name__ == "__main__":
+    main()
