@@ -186,3 +186,29 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(digits_dir,
     cut = load_file(tmp_path / "cut" / "model.safetensors")
     for k in whole:
         assert torch.equal(cut[k], whole[k]), k
+
+
+def test_a_truncated_disk_cache_is_one_line_naming_it(digits_dir, tmp_path):
+    from siamese.errors import DataError
+
+    disk = load_dataset(str(digits_dir), 12, cache="disk", cache_dir=str(tmp_path / "c"))
+    cache = next((tmp_path / "c").glob("*.u8"))
+    cache.write_bytes(cache.read_bytes()[:1000])  # (the size check remakes it on the next load)
+    with pytest.raises(DataError, match="is shorter than it was written; delete it"):
+        disk.x[np.array([len(disk.x) - 1])]
+
+
+def test_a_corrupt_image_read_by_a_worker_is_one_line_naming_it(digits_dir, tmp_path, capsys):
+    import shutil
+
+    from siamese.cli import main
+
+    data = tmp_path / "digits"
+    shutil.copytree(digits_dir, data)
+    bad = data / "3" / "0.png"
+    bad.write_bytes(bad.read_bytes()[:60])
+    assert main(["train", "--data", str(data), "--image-size", "8", "--epochs", "1",
+                 "--cache", "none", "--workers", "2", "--quiet", "--out",
+                 str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: cannot read image {bad}") and "\n" not in err

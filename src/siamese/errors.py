@@ -8,6 +8,15 @@ traceback.
 class SiameseError(Exception):
     """Base class of every error caused by the user's input rather than by a bug."""
 
+    def __init__(self, message: str = "") -> None:
+        # A DataLoader worker's error comes back re-raised as the same type with the worker's
+        # traceback in its message ("Caught DataError in DataLoader worker process 0. Original
+        # Traceback ..."): keep the one line the worker raised.
+        if message.startswith("Caught ") and "Original Traceback" in message:
+            last = message.rstrip().splitlines()[-1]
+            message = last.split(": ", 1)[1] if ": " in last else last
+        super().__init__(message)
+
 
 class DataError(SiameseError):
     """A data set, image or vector file is missing, empty, unreadable or malformed."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from ..errors import DataError
 from .images import decode
 
 _fds: dict[tuple[str, int], int] = {}
@@ -69,6 +70,9 @@ class ImageFiles:
             fd = _fds[(self.decoded, os.getpid())] = os.open(self.decoded, os.O_RDONLY)
         n = self.channels * self.size * self.size
         raw = os.pread(fd, n, self._row(b) * n)
+        if len(raw) != n:
+            raise DataError(f"the decoded-image cache {self.decoded} is shorter than it was "
+                            "written; delete it (it is made again) or use data.cache none")
         a = np.frombuffer(raw, dtype=np.uint8).astype(np.float32) / 255.0
         return a.reshape(self.channels, self.size, self.size)
 
