@@ -103,12 +103,12 @@ class Trainer:
         self.started = time.monotonic()
         for cb in self.callbacks:
             cb.on_train_start(self)
-        sizes = self.loader.batch_sampler
+        batches = self.loader.batch_sampler  # this rank's share of each epoch's P x K batches
         for epoch in range(start_epoch, self.epochs):
             self.epoch = epoch
             self.task.module.train()
-            sizes.set_epoch(epoch)
-            n = len(sizes)
+            batches.set_epoch(epoch)
+            n = len(batches)
             for cb in self.callbacks:
                 cb.on_epoch_start(self, epoch, n)
             losses = []
@@ -125,7 +125,7 @@ class Trainer:
             seconds = time.monotonic() - t_epoch  # the steps only, not validation
             logs = {"epoch": epoch + 1,
                     "loss": float(np.mean(losses)) if losses else float("nan"),
-                    "images": len(losses) * sizes.global_batch,
+                    "images": len(losses) * batches.global_batch,
                     "seconds": round(seconds, 3)}
             if self.stop:
                 logs["stopped"] = "time budget"
