@@ -151,3 +151,17 @@ def _epochs_done(out: Path) -> int:
     import json
 
     return json.loads((out / "checkpoints" / "last.json").read_text())["epoch"]
+
+
+def test_torchrun_with_a_disk_cache_trains_and_leaves_one_cache_file(tmp_path):
+    from conftest import digit_folder
+
+    data = digit_folder(tmp_path / "digits", per_class=8)
+    r = _torchrun(2, ["--data", str(data), "--image-size", "8", "--epochs", "1",
+                      "--batch-size", "16", "--cache", "disk", "--cache-dir",
+                      str(tmp_path / "cache"), "--quiet", "--out", str(tmp_path / "run")],
+                  tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len(list((tmp_path / "cache").glob("*.u8"))) == 1
+    assert not list((tmp_path / "cache").glob(".*.tmp"))
+    assert siamese.load(tmp_path / "run").card["data"]["cache"] == "disk"

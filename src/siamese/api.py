@@ -40,7 +40,13 @@ from .models.build import build_net
 from .models.encoders import default_encoder
 from .names import raw_bytes
 from .training.callbacks import Checkpoint, EarlyStopping, ProgressBar, Validation
-from .training.distributed import Dist, check_batch, from_main, rank_device
+from .training.distributed import (
+    Dist,
+    check_batch,
+    first_on_each_machine,
+    from_main,
+    rank_device,
+)
 from .training.distributed import finish as dist_finish
 from .training.distributed import from_env as dist_from_env
 from .training.engine import amp_dtype, cache_budget
@@ -153,14 +159,17 @@ def _train(cfg: Config, out: Path, d: Dist, resume: bool, force: bool, quiet: bo
     torch.manual_seed(cfg.train.seed)
     amp = amp_dtype(cfg.train.amp, device)
 
-    data = _load(cfg)
+    with first_on_each_machine(d, when=cfg.data.cache == "disk"):  # one cache file a machine
+        data = _load(cfg)
     if cfg.model.encoder == "auto":  # the saved config names the encoder actually used
         cfg.model.encoder = default_encoder(data.kind)
     split = make_split(data, cfg.split, cfg.train.seed)
 
     train_set = data.subset(split.train)
     n_workers = engine_workers(cfg, train_set.x)
-    pre = Preprocessing.fit(train_set.x, data.kind, cfg.train.seed, n_workers)
+    # The same statistics on every rank: computed once, on rank 0.
+    pre = from_main(Preprocessing.fit(train_set.x, data.kind, cfg.train.seed, n_workers)
+                    if d.main else None, d)
     x_train, y_train = pre.normalize(train_set.x), train_set.y
     train_classes, train_groups = train_set.classes, train_set.groups
     if (cfg.data.class_rotations or cfg.data.class_flips) and data.kind == "image":

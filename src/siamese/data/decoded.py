@@ -46,8 +46,7 @@ def cache_key(files: ImageFiles) -> str:
     return h.hexdigest()[:24]
 
 
-def decode_to_disk(files: ImageFiles, cache_dir: str | Path, workers: int = 0,
-                   quiet: bool = False) -> ImageFiles:
+def decode_to_disk(files: ImageFiles, cache_dir: str | Path, workers: int = 0) -> ImageFiles:
     """`files` with a decoded copy on disk (made now unless it exists); reads use it."""
     if files.decoded is not None:
         return files
@@ -57,19 +56,19 @@ def decode_to_disk(files: ImageFiles, cache_dir: str | Path, workers: int = 0,
     if not (path.exists() and path.stat().st_size == len(files.sources) * row):
         try:
             cache_dir.mkdir(parents=True, exist_ok=True)
-            _write(files, path, workers, quiet)
+            _write(files, path, workers)
         except OSError as e:
             raise DataError(f"cannot write the decoded-image cache {path} ({e.strerror}); free "
                             "disk space, set data.cache_dir, or use data.cache none") from None
     return files.from_decoded(str(path))
 
 
-def _write(files: ImageFiles, path: Path, workers: int, quiet: bool) -> None:
+def _write(files: ImageFiles, path: Path, workers: int) -> None:
     plain = ImageFiles(files.sources, files.names, files.channels, files.size)
 
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f, tqdm(total=len(plain), desc="decoding images once",
-                                        unit="img", file=sys.stderr, disable=quiet or None,
+                                        unit="img", file=sys.stderr, disable=None,
                                         leave=False) as bar:
             for xb in read_chunks(plain, np.arange(len(plain)), workers, 1024):
                 f.write(np.round(xb.numpy() * 255).astype(np.uint8).tobytes())

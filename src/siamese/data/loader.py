@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
 from .sampling import ClassBalancedSampler
 
@@ -99,18 +99,6 @@ def make_loader(x, y: np.ndarray, batches: Sampler, workers: int,
                       worker_init_fn=_worker_init if workers > 0 else None)
 
 
-class _Chunks(Sampler[list[int]]):
-    def __init__(self, index: np.ndarray, size: int) -> None:
-        self.index, self.size = index, size
-
-    def __len__(self) -> int:
-        return -(-len(self.index) // self.size)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        for s in range(0, len(self.index), self.size):
-            yield self.index[s:s + self.size].tolist()
-
-
 def read_chunks(x, index: np.ndarray, workers: int = 0,
                 size: int = 512) -> Iterator[torch.Tensor]:
     """x[index] in order, `size` rows at a time, read by `workers` processes."""
@@ -119,7 +107,8 @@ def read_chunks(x, index: np.ndarray, workers: int = 0,
             yield x[torch.from_numpy(np.asarray(index[s:s + size]))]
         return
     loader = DataLoader(IndexedSamples(x, np.zeros(len(x), np.int64)),
-                        batch_sampler=_Chunks(np.asarray(index), size), num_workers=workers,
+                        batch_sampler=BatchSampler(np.asarray(index).tolist(), size, False),
+                        num_workers=workers,
                         collate_fn=_whole, generator=_own_generator(),
                         worker_init_fn=_worker_init)
     for xb, _ in loader:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import gc
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -121,6 +122,18 @@ def from_main(obj, d: Dist):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+@contextmanager
+def first_on_each_machine(d: Dist, when: bool = True):
+    """The body runs on each machine's local rank 0 first, then on its other ranks (e.g. to
+    make a cache file once per machine that the others then read)."""
+    wait = d.enabled and when
+    if wait and d.local_rank != 0:
+        dist.barrier()
+    yield
+    if wait and d.local_rank == 0:
+        dist.barrier()
 
 
 def finish(d: Dist) -> None:

@@ -55,6 +55,7 @@ class Trainer:
         self.max_seconds = max_seconds
         self.started = 0.0
         device = next(task.module.parameters()).device
+        self.device_type = device.type
         self.amp = amp
         self.scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
         model = task.module
@@ -87,8 +88,7 @@ class Trainer:
     def _autocast(self):
         if self.amp is None:
             return contextlib.nullcontext()
-        device = next(self.task.module.parameters()).device
-        return torch.autocast(device.type, dtype=self.amp)
+        return torch.autocast(self.device_type, dtype=self.amp)
 
     def step(self, batch, gen: torch.Generator) -> float:
         with self._autocast():
