@@ -25,7 +25,7 @@ from siamese.data.sampling import ClassBalancedSampler
 from siamese.data.transforms import random_affine
 from siamese.losses import LOSSES, create_loss, create_miner
 from siamese.models.build import build_net
-from siamese.training.distributed import Dist
+from siamese.training.distributed import Dist, finish
 from siamese.training.task import MetricLearningTask
 from siamese.training.trainer import Trainer, batch_generator
 
@@ -69,7 +69,7 @@ def _rank(rank: int, world: int, store: str, out: str) -> None:
     results = {name: _loss_and_grads(name, d) for name in LOSSES.names()}
     if rank == 0:
         torch.save(results, out)
-    dist.destroy_process_group()
+    finish(d)  # collects the DDP reducers while the group lives (else: abort at exit)
 
 
 def test_two_ranks_give_the_loss_and_gradients_of_one_rank_on_the_global_batch(tmp_path):
