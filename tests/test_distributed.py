@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -19,14 +20,20 @@ import torch.multiprocessing as mp
 import siamese
 from siamese.config import config_from_dict, resolve
 from siamese.data.datasets import load_dataset
-from siamese.data.loader import RankBatches, make_loader
+from siamese.data.loader import (
+    IndexedSamples,
+    PairSamples,
+    RankBatches,
+    ShuffledBatches,
+    make_loader,
+)
 from siamese.data.preprocessing import Preprocessing
 from siamese.data.sampling import ClassBalancedSampler
 from siamese.data.transforms import random_affine
 from siamese.losses import LOSSES, create_loss, create_miner
 from siamese.models.build import build_net
 from siamese.training.distributed import Dist, finish
-from siamese.training.task import MetricLearningTask
+from siamese.training.task import MetricLearningTask, PairTask, TwinRegressionTask
 from siamese.training.trainer import Trainer, batch_generator
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone"]  # a free port
@@ -44,10 +51,12 @@ def _loss_and_grads(loss_name: str, d: Dist) -> tuple[float, dict[str, torch.Ten
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):  # SyncBatchNorm on CPU)
             m.eval()
     loss_fn = create_loss(loss_name, margin=cfg.loss.margin, distance=cfg.loss.distance,
-                          head=net.head, scale=cfg.loss.scale)
+                          head=net.head, scale=cfg.loss.scale,
+                          normalize=cfg.model.normalize)
     miner = create_miner(cfg.loss.miner, cfg.loss.margin, cfg.loss.distance)
     sampler = ClassBalancedSampler(data.y, 8, 4, seed=0)
-    loader = make_loader(pre.normalize(data.x), data.y, RankBatches(sampler, d.rank, d.world), 0)
+    loader = make_loader(IndexedSamples(pre.normalize(data.x), data.y),
+                         RankBatches(sampler, d.rank, d.world), 0)
 
     def augment(x, gen, offset=0, total=None):
         return random_affine(x, cfg.augment, gen, offset, total)
@@ -60,6 +69,39 @@ def _loss_and_grads(loss_name: str, d: Dist) -> tuple[float, dict[str, torch.Ten
     return float(loss.detach()), {n: p.grad.clone() for n, p in net.named_parameters()}
 
 
+def _task_loss_and_grads(kind: str, d: Dist) -> tuple[float, dict[str, torch.Tensor]]:
+    """The pair task (contrastive: its mean over the active pairs needs the global batch) and
+    the twin-regression task (every ordered pair of the global batch), first batch of epoch 0."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(40, 6, generator=g), torch.randn(40, generator=g)
+    task_name = "regression" if kind == "twin" else "similarity"
+    cfg = resolve(config_from_dict({"model": {"width": 4, "embedding_dim": 8},
+                                    "train": {"task": task_name}}))
+    net = build_net(cfg, [6], "vector", anchors=4 if kind == "twin" else 0)
+    for m in net.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+    batches = ShuffledBatches(40, 16, seed=0, rank=d.rank, world=d.world)
+    if kind == "twin":
+        loader = make_loader(IndexedSamples(x, y), batches, 0)
+        task = TwinRegressionTask(net, "cpu", d)
+    else:
+        samples = PairSamples(x, np.arange(40), np.arange(40)[::-1].copy(),
+                              (y > 0).float().numpy())
+        loader = make_loader(samples, batches, 0)
+        loss_fn = create_loss("contrastive", margin=1.0, distance="euclidean")
+        task = PairTask(net, loss_fn, None, "cpu", d)
+    Trainer(task, torch.optim.SGD(net.parameters(), lr=0.0), loader, epochs=1, dist=d)
+    loss = task.step(next(iter(loader)), batch_generator(0, 0, 0))
+    loss.backward()
+    return float(loss.detach()), {n: p.grad.clone() for n, p in net.named_parameters()
+                                  if p.grad is not None}
+
+
+TASKS = ("pairs", "twin")
+
+
 def _rank(rank: int, world: int, store: str, out: str) -> None:
     import torch.distributed as dist
 
@@ -67,6 +109,7 @@ def _rank(rank: int, world: int, store: str, out: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     d = Dist(rank, world, 0, "gloo")
     results = {name: _loss_and_grads(name, d) for name in LOSSES.names()}
+    results.update({kind: _task_loss_and_grads(kind, d) for kind in TASKS})
     if rank == 0:
         torch.save(results, out)
     finish(d)  # collects the DDP reducers while the group lives (else: abort at exit)
@@ -76,8 +119,8 @@ def test_two_ranks_give_the_loss_and_gradients_of_one_rank_on_the_global_batch(t
     out = tmp_path / "ranks.pt"
     mp.spawn(_rank, args=(2, str(tmp_path / "store"), str(out)), nprocs=2, join=True)
     two = torch.load(out)
-    for name in LOSSES.names():
-        loss1, grads1 = _loss_and_grads(name, Dist())
+    for name in [*LOSSES.names(), *TASKS]:
+        loss1, grads1 = (_task_loss_and_grads if name in TASKS else _loss_and_grads)(name, Dist())
         loss2, grads2 = two[name]
         assert abs(loss1 - loss2) <= 1e-5 * max(1.0, abs(loss1)), name
         assert grads1.keys() == grads2.keys()

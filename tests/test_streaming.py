@@ -11,7 +11,7 @@ import siamese
 from conftest import digit_folder
 from siamese.data.datasets import load_dataset
 from siamese.data.lazy import ImageFiles
-from siamese.data.loader import RankBatches, make_loader
+from siamese.data.loader import IndexedSamples, RankBatches, make_loader
 from siamese.data.preprocessing import Preprocessing
 from siamese.data.sampling import ClassBalancedSampler
 from siamese.data.transforms import add_transformed_classes
@@ -63,8 +63,8 @@ def test_disk_and_memory_give_identical_batches_for_a_seed(digits_dir, workers):
     mem, disk = _both(digits_dir)
     pre = Preprocessing.fit(mem.x, "image")
     sampler = ClassBalancedSampler(mem.y, 5, 4, seed=3)
-    a = make_loader(pre.normalize(mem.x), mem.y, RankBatches(sampler), 0)
-    b = make_loader(pre.normalize(disk.x), disk.y, RankBatches(sampler), workers)
+    a = make_loader(IndexedSamples(pre.normalize(mem.x), mem.y), RankBatches(sampler), 0)
+    b = make_loader(IndexedSamples(pre.normalize(disk.x), disk.y), RankBatches(sampler), workers)
     for epoch in (0, 1):
         a.batch_sampler.set_epoch(epoch)
         b.batch_sampler.set_epoch(epoch)

@@ -3,34 +3,23 @@
 from __future__ import annotations
 
 import hashlib
-import shutil
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .artifact import (
-    load_checkpoint,
-    load_tensors,
-    read_card,
-    read_json,
-    save_checkpoint,
-    save_tensors,
-    write_card,
-)
+from .artifact import read_card, read_json, write_card
 from .atomic import atomic_write_json
-from .config import Config, EvalConfig, config_from_dict, resolve
+from .config import Config, EvalConfig, config_from_dict
 from .data.datasets import load_dataset
 from .data.labeled import LabeledData
 from .data.lazy import ImageFiles
-from .data.loader import RankBatches, make_loader
+from .data.loader import IndexedSamples, RankBatches, make_loader
 from .data.preprocessing import Preprocessing
 from .data.sampling import ClassBalancedSampler, pairable, sample_pairs
 from .data.splits import Split, make_split
 from .data.transforms import add_transformed_classes, random_affine
-from .errors import ArtifactError, ConfigError, DataError
+from .errors import ConfigError, DataError
 from .evaluation.plots import plot_history
 from .evaluation.report import evaluate_embeddings, write_plots
 from .evaluation.verification import best_threshold, verification_metrics
@@ -39,20 +28,13 @@ from .model import Model
 from .models.build import build_net
 from .models.encoders import default_encoder
 from .names import raw_bytes
-from .training.callbacks import Checkpoint, EarlyStopping, ProgressBar, Validation
-from .training.distributed import (
-    Dist,
-    check_batch,
-    first_on_each_machine,
-    from_main,
-    rank_device,
-)
+from .training.distributed import Dist, check_batch, first_on_each_machine, from_main, rank_device
 from .training.distributed import finish as dist_finish
 from .training.distributed import from_env as dist_from_env
 from .training.engine import amp_dtype, cache_budget
 from .training.engine import workers as engine_workers
+from .training.run import device_of, fit_run, new_card, run_config, start_folder
 from .training.task import MetricLearningTask
-from .training.trainer import Trainer
 
 
 def data_fingerprint(data: LabeledData) -> str:
@@ -60,12 +42,6 @@ def data_fingerprint(data: LabeledData) -> str:
     h.update(raw_bytes("\n".join(data.sources)))  # non-UTF-8 file names too
     h.update(data.y.tobytes())
     return h.hexdigest()[:16]
-
-
-def _device(name: str) -> str:
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but no CUDA GPU is available; use cpu")
-    return name
 
 
 def _load(cfg: Config, pre: Preprocessing | None = None) -> LabeledData:
@@ -82,32 +58,6 @@ def _cache_kind(x) -> str:
     return "disk" if x.decoded else "none"
 
 
-def _prepare_out(out: Path, force: bool) -> None:
-    if (out / "card.json").exists() or (out / "checkpoints").exists():
-        if not force:
-            raise ConfigError(f"run folder {out} already holds a run; choose another --out, "
-                              "pass --resume to continue it, or --force to replace it")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-
-
-def _run_config(config: Config | dict | None, out: Path, resume: bool,
-                epochs: int | None) -> Config:
-    """The resolved config of a run: the given one, or on resume the one saved in `out`."""
-    if resume:
-        meta_path = out / "checkpoints" / "last.json"
-        if not meta_path.exists():
-            raise ArtifactError(f"{out} has no checkpoint to resume from ({meta_path} is "
-                                "missing); start a new run without --resume")
-        saved = read_json(out / "config.json", "the run's config")
-        cfg = config_from_dict(saved, str(out / "config.json"))
-    else:
-        cfg = config if isinstance(config, Config) else config_from_dict(config or {})
-    if epochs is not None:
-        cfg.train.epochs = epochs
-    return resolve(cfg)
-
-
 def _sampler(cfg: Config, y_train: np.ndarray,
              train_groups: np.ndarray | None) -> ClassBalancedSampler:
     k = cfg.train.samples_per_class
@@ -119,18 +69,6 @@ def _sampler(cfg: Config, y_train: np.ndarray,
         group_ids = np.unique(train_groups, return_inverse=True)[1]
     return ClassBalancedSampler(y_train, cfg.train.batch_size // k, k, cfg.train.seed,
                                 groups=group_ids)
-
-
-def _restore(out: Path, net: torch.nn.Module, optimizer: torch.optim.Optimizer,
-             d: Dist) -> tuple[int, float, list[dict]]:
-    """Load the last checkpoint into net and optimizer: (next epoch, best score, history).
-    Rank 0 reads it and hands it to the other ranks (the run folder may be on its machine
-    only)."""
-    model_state, opt_state, meta = from_main(load_checkpoint(out) if d.main else None, d)
-    net.load_state_dict(model_state)
-    optimizer.load_state_dict(opt_state)
-    history = [{k: v for k, v in h.items() if k != "best_score"} for h in meta["history"]]
-    return int(meta["epoch"]), float(meta["best_score"]), history
 
 
 def train(config: Config | dict | None = None, out: str | Path = "runs/latest", *,
@@ -145,9 +83,16 @@ def train(config: Config | dict | None = None, out: str | Path = "runs/latest", 
     training/distributed.py); rank 0 writes the run folder.
     """
     out = Path(out)
-    cfg = _run_config(config, out, resume, epochs)
-    d = dist_from_env(_device(cfg.train.device))
-    model = _train(cfg, out, d, resume, force, quiet or not d.main)
+    cfg = run_config(config, out, resume, epochs)
+    d = dist_from_env(device_of(cfg.train.device))
+    quiet = quiet or not d.main
+    if cfg.train.task == "regression":
+        from .training.regression import train_regression as run
+    elif cfg.data.pairs:
+        from .training.from_pairs import train_pairs as run
+    else:
+        run = _train
+    model = run(cfg, out, d, resume, force, quiet)
     dist_finish(d)
     return model
 
@@ -179,7 +124,7 @@ def _train(cfg: Config, out: Path, d: Dist, resume: bool, force: bool, quiet: bo
 
     net = build_net(cfg, pre.input_shape, data.kind).to(device)
     loss_fn = create_loss(cfg.loss.name, margin=cfg.loss.margin, distance=cfg.loss.distance,
-                          head=net.head, scale=cfg.loss.scale)
+                          head=net.head, scale=cfg.loss.scale, normalize=cfg.model.normalize)
     miner = create_miner(cfg.loss.miner, cfg.loss.margin, cfg.loss.distance)
     optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.train.lr,
                                   weight_decay=cfg.train.weight_decay)
@@ -187,31 +132,12 @@ def _train(cfg: Config, out: Path, d: Dist, resume: bool, force: bool, quiet: bo
     check_batch(sampler.p * sampler.k, d, sampler.p, sampler.k)
 
     # Everything that can fail on bad input has run: only now touch the run folder.
-    if d.main and not resume:
-        _prepare_out(out, force)
-        atomic_write_json(out / "config.json", cfg.to_dict())
-        atomic_write_json(out / "split.json", split.to_dict())
-    elif d.main and Split.from_dict(read_json(out / "split.json", "the split")).train.tolist() \
-            != split.train.tolist():
-        raise ArtifactError(f"the data behind {out} changed since the run started; "
-                            "start a new run")
-
-    card = {
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "config": cfg.to_dict(),
-        "preprocessing": pre.to_dict(),
-        "classes": train_set.classes,
-        "data": {"kind": data.kind, "samples": len(data), "classes": len(data.classes),
-                 "fingerprint": data_fingerprint(data),
-                 "cache": _cache_kind(data.x)},
-        "split": split.summary(),
-        "engine": {"ranks": d.world, "workers": n_workers, "device": cfg.train.device,
-                   "amp": str(amp).replace("torch.", "") if amp else "off",
-                   "compile": cfg.train.compile},
-        "threshold": None,
-        "metrics": {},
-        "status": "training",
-    }
+    start_folder(out, cfg, split.to_dict(), d, resume, force)
+    card = new_card(cfg, d, n_workers, amp, preprocessing=pre.to_dict(),
+                    classes=train_set.classes,
+                    data={"kind": data.kind, "samples": len(data), "classes": len(data.classes),
+                          "fingerprint": data_fingerprint(data), "cache": _cache_kind(data.x)},
+                    split=split.summary())
     model = Model(net, pre, card, out, device)
 
     val_pairs = None
@@ -228,55 +154,20 @@ def _train(cfg: Config, out: Path, d: Dist, resume: bool, force: bool, quiet: bo
     def val_auc() -> float:
         return verification_metrics(*val_scores())["roc_auc"]
 
-    def on_best(trainer: Trainer, logs: dict) -> None:
-        save_tensors(out / "model.safetensors", net.state_dict())
-        write_card(out, {**card, "history": trainer.history + [logs]})
-
-    def save_last(trainer: Trainer, meta: dict) -> None:
-        save_checkpoint(out, net, optimizer,
-                        {"epoch": meta["epoch"], "best_score": meta["best_score"],
-                         "history": trainer.history + [meta]})
-
-    start_epoch, best = 0, -np.inf
-    history: list[dict] = []
-    if resume:
-        start_epoch, best, history = _restore(out, net, optimizer, d)
-        if not quiet:
-            print(f"resuming {out} from epoch {start_epoch}", file=sys.stderr)
-
-    callbacks = []
-    if d.main:  # validation, checkpoints and the progress bar: once, on rank 0
-        callbacks = [Validation(val_auc)] if val_pairs is not None else []
-        callbacks += [Checkpoint(save_last, on_best, best), EarlyStopping(cfg.train.patience),
-                      ProgressBar(not quiet)]
     augment = None
     if cfg.augment.enabled and data.kind == "image":
         def augment(x: torch.Tensor, gen: torch.Generator, offset: int = 0,
                     total: int | None = None) -> torch.Tensor:
             return random_affine(x, cfg.augment, gen, offset, total)
 
-    loader = make_loader(x_train, y_train, RankBatches(sampler, d.rank, d.world), n_workers,
-                         pin_memory=device.startswith("cuda"))
+    loader = make_loader(IndexedSamples(x_train, y_train), RankBatches(sampler, d.rank, d.world),
+                         n_workers, pin_memory=device.startswith("cuda"))
     task = MetricLearningTask(net, loss_fn, miner, augment, device, d)
-    trainer = Trainer(task, optimizer, loader, cfg.train.epochs, cfg.train.seed, callbacks,
-                      max_seconds=cfg.train.max_minutes * 60, dist=d, amp=amp,
-                      compile=cfg.train.compile)
-    trainer.history = history
-    t0 = time.monotonic()
-    if start_epoch < cfg.train.epochs:
-        trainer.fit(start_epoch)
+    fit_run(cfg, out, d, task, optimizer, loader, card,
+            val_auc if val_pairs is not None else None, "val_auc", resume, quiet, amp)
     if not d.main:
         return model
-    card["train_seconds"] = round(time.monotonic() - t0, 2)
-    card["history"] = trainer.history
-
-    # The kept weights: the best by validation, or the last ones (the end of the schedule, e.g.
-    # where the validation classes are not the test classes and its AUC saturates early).
-    # Then calibrate the threshold on validation pairs (never on test pairs).
-    if cfg.train.keep == "last":
-        save_tensors(out / "model.safetensors", net.state_dict())
-    else:
-        net.load_state_dict(load_tensors(out / "model.safetensors"))
+    # Calibrate the threshold on validation pairs (never on test pairs).
     if val_pairs is not None:
         y, s = val_scores()
         card["threshold"] = best_threshold(y, s)
@@ -286,7 +177,7 @@ def _train(cfg: Config, out: Path, d: Dist, resume: bool, force: bool, quiet: bo
         card["metrics"]["val"] = verification_metrics(y, s, card["threshold"])
     card["status"] = "trained"
     write_card(out, card)
-    plot_history(trainer.history, out / "training.png")
+    plot_history(card["history"], out / "training.png")
     model.card = read_card(out)
     if len(split.test_unseen) or len(split.test_seen):
         evaluate(model, eval_config=cfg.eval, _data=data, _split=split)
@@ -309,6 +200,13 @@ def evaluate(model: Model | str | Path, data: str | Path | None = None,
     """
     if not isinstance(model, Model):
         model = load(model)
+    if model.regression:
+        from .evaluation.regression import evaluate_regression_run
+
+        return evaluate_regression_run(model, data, Path(out) if out is not None else None)
+    if model.card.get("pairs") and data is None:
+        raise DataError(f"{model.run} was trained from a pairs file and has no test split; "
+                        "evaluate it with --pairs FILE (pairs it did not train on) or --data")
     run = model.run
     cfg = config_from_dict(model.card["config"])
     ecfg = eval_config or cfg.eval

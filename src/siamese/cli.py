@@ -19,7 +19,8 @@ TRAIN_FLAGS = {
     "seed": "train.seed", "device": "train.device", "patience": "train.patience",
     "max_minutes": "train.max_minutes", "split": "split.mode", "test_classes":
     "split.test_classes", "workers": "train.workers", "cache": "data.cache",
-    "amp": "train.amp", "cache_dir": "data.cache_dir",
+    "amp": "train.amp", "cache_dir": "data.cache_dir", "pairs": "data.pairs",
+    "images": "data.images", "task": "train.task",
 }
 
 
@@ -42,7 +43,21 @@ def _train(args: argparse.Namespace) -> int:
     tests = {k: v for k, v in card["metrics"].items() if k in ("unseen", "seen")}
     if tests:
         print(format_table(tests))
+    for name, m in card["metrics"].items():
+        if "rmse" in m:  # twin regression: validation and test rows
+            print(_regression_line(f"{name} rows", m))
+        elif "spearman" in m:  # graded pairs
+            print(f"{name} pairs ({m['pairs']}): Pearson {m['pearson']:.4f}  Spearman "
+                  f"{m['spearman']:.4f}  MAE {m['mae']:.4f}")
+        elif name == "val" and card.get("pairs"):
+            print(f"held-out pairs ({m['pairs']}): ROC AUC {m['roc_auc']:.4f}  accuracy "
+                  f"{100 * m['accuracy']:.2f}% at the threshold")
     return 0
+
+
+def _regression_line(what: str, m: dict) -> str:
+    return (f"{what} ({m['rows']}): RMSE {m['rmse']:.4g}  MAE {m['mae']:.4g}  R^2 "
+            f"{m['r2']:.4f}  mean uncertainty {m.get('mean_uncertainty', float('nan')):.4g}")
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -62,7 +77,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.pairs:
         return _pairs(model, args, ecfg.tta)
     metrics = evaluate(model, data=args.data, eval_config=ecfg, out=args.out)
-    print(format_table(metrics))
+    if model.regression:
+        for name, m in metrics.items():
+            print(_regression_line(f"{name} rows", m))
+    else:
+        print(format_table(metrics))
     where = Path(args.out) if args.out else Path(args.run)
     print(f"metrics written to {where / 'metrics.json'}")
     return 0
@@ -71,11 +90,20 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _pairs(model, args: argparse.Namespace, views: int) -> int:
     from .atomic import atomic_write_json
     from .data.pairs import read_pairs
+    from .data.table import rows_for_model
+    from .errors import ConfigError
     from .evaluation.pairs import evaluate_pairs
     from .evaluation.plots import plot_roc
 
-    pairs = read_pairs(args.pairs, args.images)
-    metrics, scores = evaluate_pairs(model, pairs, args.folds, views)
+    rows = None
+    if model.preprocessing.kind == "vector":  # pairs of row numbers of the --data table
+        if not args.data:
+            raise ConfigError(f"{args.run} compares vectors: give --data, the table whose rows "
+                              f"{args.pairs} numbers")
+        rows = rows_for_model(args.data, model.card["config"]["data"]["label_column"],
+                              model.preprocessing.input_shape[0]).x
+    pairs = read_pairs(args.pairs, args.images, rows=None if rows is None else len(rows))
+    metrics, scores = evaluate_pairs(model, pairs, args.folds, views, rows=rows)
     where = Path(args.out) if args.out else Path(args.run)
     atomic_write_json(where / "pairs_metrics.json", {"pairs_file": str(args.pairs), **metrics})
     if "graded" in metrics:
@@ -112,9 +140,29 @@ def _compare(args: argparse.Namespace) -> int:
     from .api import load
 
     model = load(args.run, device=args.device, runtime=args.runtime)
+    pairs = model.card.get("pairs") or {}
+    if pairs.get("graded"):  # a score of how alike, on the scale the pairs file used
+        sim = model.similarity(args.a, args.b)
+        lo, hi = pairs["score_range"]
+        print(f"predicted score {lo + sim * (hi - lo):.3f} (on the {lo:g}..{hi:g} scale of "
+              f"{Path(pairs['file']).name}; similarity {sim:.3f})")
+        return 0
     sim, same = model.verify(args.a, args.b)
     verdict = "same" if same else "different"
     print(f"similarity {sim:.3f} -> {verdict} (threshold {model.threshold:.3f})")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .api import load
+    from .predict import predict_table
+
+    model = load(args.run, device=args.device)
+    n, metrics = predict_table(model, args.table, args.out)
+    if args.out:
+        print(f"{n} predictions written to {args.out}")
+    if metrics:
+        print(_regression_line("against the table's labels", metrics), file=sys.stderr)
     return 0
 
 
@@ -154,7 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a Siamese network on labeled data")
     t.add_argument("--config", help="TOML config file (flags override it)")
-    t.add_argument("--data", help="class folders, .zip, .csv or .npy; default: bundled digits")
+    t.add_argument("--data", help="class folders, .zip, .csv or .npy; default: bundled digits "
+                   "(--task regression: scikit-learn's diabetes table)")
+    t.add_argument("--pairs", help="train from a pairs file instead of classes: a CSV a,b,label "
+                   "(image paths, or row numbers of the --data table) or an LFW pairs.txt; "
+                   "label 1/0 or a graded score")
+    t.add_argument("--images", help="--pairs: the folder its image names are relative to")
+    t.add_argument("--task", choices=["similarity", "regression"], help="regression: twin-"
+                   "network regression of the numeric --label-column of a table")
     t.add_argument("--out", default="runs/latest", help="run folder to write")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument("--force", action="store_true", help="replace an existing run in --out")
@@ -165,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--channels", type=int, choices=[0, 1, 3])
     t.add_argument("--encoder", help="conv4 | koch | resnet | mlp")
     t.add_argument("--embedding-dim", type=int)
-    t.add_argument("--loss", help="pair | contrastive | triplet | proto")
+    t.add_argument("--loss", help="pair | contrastive | triplet | proto | mse (default: "
+                   "triplet for classes, pair for a pairs file)")
     t.add_argument("--margin", type=float)
     t.add_argument("--distance", help="euclidean | cosine")
     t.add_argument("--miner", help="random | batch-all | batch-hard | semi-hard")
@@ -224,6 +280,15 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--device", default="cpu")
     _runtime_option(m)
     m.set_defaults(func=_embed)
+
+    r = sub.add_parser("predict", help="twin regression: predict the label of each row of a "
+                       "table, with its uncertainty")
+    r.add_argument("run")
+    r.add_argument("table", help=".csv (header row; the label column may be left out) or .npy")
+    r.add_argument("--out", help="CSV to write (row, source, prediction, uncertainty[, label]); "
+                   "default: standard output")
+    r.add_argument("--device", default="cpu")
+    r.set_defaults(func=_predict)
 
     x = sub.add_parser("export", help="export the encoder (and pair head) to ONNX")
     x.add_argument("run")

@@ -31,6 +31,11 @@ class DataConfig:
     cache: str = "auto"
     cache_gb: float = 0.0
     cache_dir: str = ""
+    # Training from a pairs file instead of classes: a CSV a,b,label (image paths relative to
+    # it, or row numbers of the vectors in `path`) or an LFW pairs.txt; label 1/0 or a graded
+    # score. `images`: the folder the pairs file's image names are relative to.
+    pairs: str = ""
+    images: str = ""
 
 
 @dataclass
@@ -69,7 +74,9 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    name: str = "triplet"  # pair | contrastive | triplet | proto
+    # pair | contrastive | triplet | proto | mse; auto = triplet for classes, pair (the head
+    # with BCE) for a pairs file, mse (on label differences) for train.task regression
+    name: str = "auto"
     margin: float | None = None  # None = the loss's default (triplet 0.2, contrastive 1.0)
     distance: str = "euclidean"  # euclidean | cosine
     miner: str | None = None  # random | batch-all | batch-hard | semi-hard; None = per loss
@@ -78,6 +85,9 @@ class LossConfig:
 
 @dataclass
 class TrainConfig:
+    # similarity: learn how alike two inputs are (from classes or a pairs file); regression:
+    # twin-network regression of a numeric label column (trained on label differences)
+    task: str = "similarity"
     epochs: int = 30
     batch_size: int = 64  # P classes x K samples
     samples_per_class: int = 4  # K
@@ -125,6 +135,7 @@ LOSS_DEFAULTS = {
     "contrastive": {"margin": 1.0, "miner": "batch-all"},
     "pair": {"margin": 0.0, "miner": "random"},
     "proto": {"margin": 0.0, "miner": "none"},
+    "mse": {"margin": 0.0, "miner": "random"},
 }
 
 
@@ -205,6 +216,18 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
 
 def resolve(cfg: Config) -> Config:
     """Fill in defaults that depend on other fields and check ranges; returns the same object."""
+    if cfg.train.task not in ("similarity", "regression"):
+        raise ConfigError(f"unknown train.task '{cfg.train.task}'; choose similarity or "
+                          "regression")
+    if cfg.loss.name == "auto":
+        cfg.loss.name = ("mse" if cfg.train.task == "regression" else
+                         "pair" if cfg.data.pairs else "triplet")
+    if cfg.train.task == "regression" and cfg.data.pairs:
+        raise ConfigError("train.task regression reads a table with a numeric label column "
+                          "(--data .csv/.npy), not a pairs file; leave out --pairs")
+    if cfg.train.task == "regression" and cfg.loss.name != "mse":
+        raise ConfigError(f"train.task regression trains with mse on label differences; leave "
+                          f"out --loss {cfg.loss.name}")
     if cfg.loss.name not in LOSS_DEFAULTS:
         raise ConfigError(
             f"unknown loss '{cfg.loss.name}'; choose one of: {', '.join(sorted(LOSS_DEFAULTS))}"

@@ -14,7 +14,7 @@ from .config import AugmentConfig, config_from_dict, resolve
 from .data.loader import read_chunks
 from .data.preprocessing import Preprocessing
 from .data.transforms import affine_params, apply_affine
-from .errors import ArtifactError, ConfigError
+from .errors import ArtifactError, ConfigError, DataError
 from .models.build import build_net
 from .models.siamese import SiameseNet
 
@@ -49,7 +49,8 @@ class Model:
             raise ArtifactError(f"{run / 'card.json'} is invalid ({e}); restore the run folder "
                                 "or train again") from None
         pre = Preprocessing(**card["preprocessing"])
-        net = build_net(cfg, pre.input_shape, pre.kind)
+        net = build_net(cfg, pre.input_shape, pre.kind,
+                        anchors=(card.get("regression") or {}).get("anchors", 0))
         state, fingerprint = read_weights(run / "model.safetensors")
         try:
             net.load_state_dict(state)
@@ -119,8 +120,35 @@ class Model:
         self.net.eval()
         return self.net.score(torch.as_tensor(h1), torch.as_tensor(h2)).numpy()
 
+    @property
+    def regression(self) -> bool:
+        """A twin-regression model: it predicts a number (`predict`), it does not verify."""
+        return self.card.get("task") == "regression"
+
+    def predict(self, rows) -> tuple[np.ndarray, np.ndarray]:
+        """Twin regression: raw feature rows (N, D) -> (predictions, uncertainties), each (N,):
+        the mean and standard deviation over the training anchors."""
+        if not self.regression:
+            raise ConfigError(f"{self.run or 'this model'} scores similarity; predict needs a "
+                              "run trained with --task regression")
+        d = self.preprocessing.input_shape[0]
+        try:
+            a = np.asarray(rows, dtype=np.float32).reshape(-1, d)
+        except (TypeError, ValueError):
+            raise DataError(f"rows to predict must be numbers, {d} features each") from None
+        if not np.isfinite(a).all():
+            raise DataError("a row holds nan or inf; give finite numbers")
+        x = self.preprocessing.normalize(torch.from_numpy(a))
+        self.net.eval()
+        pred, unc = self.net.predict(x.to(self.device))
+        return pred.cpu().numpy(), unc.cpu().numpy()
+
     def similarity(self, a, b) -> float:
         """Similarity of two inputs in [0, 1]; 1 means the same class."""
+        if self.regression:
+            raise ConfigError(f"{self.run or 'this model'} is a regression model (train.task "
+                              "regression): it predicts a number, it does not compare; use "
+                              "siamese predict")
         h = self.embed_tensor(self.to_tensor([a, b]))
         return float(self.score_embeddings(h[:1], h[1:])[0])
 

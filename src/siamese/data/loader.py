@@ -37,6 +37,26 @@ class IndexedSamples(Dataset):
         return self.x[idx], self.y[idx]
 
 
+class PairSamples(Dataset):
+    """Pairs (a[i], b[i]) of rows of `x` (a tensor or `ImageFiles`) with a target each (1/0
+    same/different, a graded score): a batch is (x[a], x[b], target), read in one call."""
+
+    def __init__(self, x, a: np.ndarray, b: np.ndarray, target: np.ndarray) -> None:
+        self.x = x
+        self.a, self.b = torch.as_tensor(np.asarray(a)), torch.as_tensor(np.asarray(b))
+        self.target = torch.as_tensor(np.asarray(target, dtype=np.float32))
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+    def __getitem__(self, i: int):
+        return self.x[int(self.a[i])], self.x[int(self.b[i])], self.target[i]
+
+    def __getitems__(self, index: list[int]):
+        idx = torch.as_tensor(index, dtype=torch.int64)
+        return self.x[self.a[idx]], self.x[self.b[idx]], self.target[idx]
+
+
 def _own_generator() -> torch.Generator:
     """Workers' seeds from their own generator: starting workers must not draw from torch's
     global one (that would change the model's initial weights with the worker count)."""
@@ -88,11 +108,37 @@ class RankBatches(Sampler[list[int]]):
             yield b[lo:lo + self.local].tolist()
 
 
-def make_loader(x, y: np.ndarray, batches: Sampler, workers: int,
+class ShuffledBatches(Sampler[list[int]]):
+    """Batches of `batch` of n items (pairs, rows) in a seeded random order per epoch, every
+    item once (the last batch topped up from the epoch's start), this rank's share of each."""
+
+    def __init__(self, n: int, batch: int, seed: int = 0, rank: int = 0, world: int = 1) -> None:
+        self.global_batch = min(batch, n) // world * world
+        if self.global_batch < world:
+            raise ValueError(f"{n} items do not make a batch for {world} ranks")
+        self.n, self.seed, self.rank, self.world = n, seed, rank, world
+        self.local = self.global_batch // world
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-self.n // self.global_batch)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
+        order = np.concatenate([order, order[:len(self) * self.global_batch - self.n]])
+        lo = self.rank * self.local
+        for b in order.reshape(len(self), self.global_batch):
+            yield b[lo:lo + self.local].tolist()
+
+
+def make_loader(samples: Dataset, batches: Sampler, workers: int,
                 pin_memory: bool = False) -> DataLoader:
-    """A DataLoader over the batches; workers > 0 read them in that many processes (kept alive
-    across epochs, a few batches ahead)."""
-    return DataLoader(IndexedSamples(x, y), batch_sampler=batches, num_workers=workers,
+    """A DataLoader over the batches of `samples` (`IndexedSamples`, `PairSamples`); workers >
+    0 read them in that many processes (kept alive across epochs, a few batches ahead)."""
+    return DataLoader(samples, batch_sampler=batches, num_workers=workers,
                       collate_fn=_whole, pin_memory=pin_memory,
                       persistent_workers=workers > 0,
                       prefetch_factor=4 if workers > 0 else None, generator=_own_generator(),

@@ -1,8 +1,9 @@
 """Pairs files: lists of (a, b, label) as users have them, read by one loader.
 
 - CSV `a,b,label` (a header row naming those columns is optional): a and b are image paths
-  relative to the CSV's folder (or absolute); label 1/0 for same/different, or a graded
-  similarity score in any range.
+  relative to the CSV's folder (or absolute), or, for vectors, row numbers (from 0) of the
+  table the model reads; label 1/0 for same/different, or a graded similarity score in any
+  range.
 - LFW `pairs.txt`: a header line `<folds> <n>`, then per fold n matched pairs `name n1 n2` and
   n mismatched pairs `name1 n1 name2 n2`; image i of `name` is `<images>/<name>/<name>_<i:04d>`
   with any image extension (`<images>` defaults to the folder of pairs.txt, or its `lfw/`).
@@ -25,8 +26,8 @@ from .images import IMAGE_SUFFIXES
 
 @dataclass
 class Pairs:
-    a: list[str]  # image paths
-    b: list[str]
+    a: list  # image paths (str), or row numbers (int) of a vector table
+    b: list
     label: np.ndarray  # (P,) float64: 1/0, or a graded score as given
     folds: np.ndarray | None  # (P,) fold of each pair (LFW), else None
     source: str
@@ -39,7 +40,9 @@ class Pairs:
         return len(self.label)
 
 
-def read_pairs(path: str | Path, images: str | Path | None = None) -> Pairs:
+def read_pairs(path: str | Path, images: str | Path | None = None,
+               rows: int | None = None) -> Pairs:
+    """rows: the pairs name rows 0 .. rows-1 of a vector table (CSV only), not images."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"pairs file {path} does not exist; give a CSV a,b,label or an LFW "
@@ -49,7 +52,10 @@ def read_pairs(path: str | Path, images: str | Path | None = None) -> Pairs:
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"cannot read pairs file {path} ({e}); it must be UTF-8 text") from None
     if path.suffix.lower() == ".csv":
-        pairs = _read_csv(path, text, Path(images) if images else path.parent)
+        pairs = _read_csv(path, text, Path(images) if images else path.parent, rows)
+    elif rows is not None:
+        raise DataError(f"pairs file {path}: pairs of vectors are a .csv a,b,label of row "
+                        "numbers; LFW pairs.txt names images")
     else:
         pairs = _read_lfw(path, text, _lfw_root(path, images))
     if not len(pairs):
@@ -64,7 +70,18 @@ def _exists(p: Path, where: str) -> str:
     return str(p)
 
 
-def _read_csv(path: Path, text: str, root: Path) -> Pairs:
+def _row(text: str, rows: int, where: str) -> int:
+    try:
+        r = int(text.strip())
+    except ValueError:
+        r = -1
+    if not 0 <= r < rows:
+        raise DataError(f"{where}: '{text.strip()[:20]}' is not a row number of the table (0 to "
+                        f"{rows - 1}); pairs of vectors name rows of --data, counted from 0")
+    return r
+
+
+def _read_csv(path: Path, text: str, root: Path, n_rows: int | None) -> Pairs:
     rows = [r for r in csv.reader(text.splitlines())]
     start = 1 if rows and [c.strip().lower() for c in rows[0]] == ["a", "b", "label"] else 0
     a, b, label = [], [], []
@@ -81,8 +98,12 @@ def _read_csv(path: Path, text: str, root: Path) -> Pairs:
                             "1 (same), 0 (different) or a similarity score") from None
         if not math.isfinite(v):
             raise DataError(f"{where}: label {row[2].strip()} is not finite; give a number")
-        a.append(_exists(root / row[0].strip(), where))
-        b.append(_exists(root / row[1].strip(), where))
+        if n_rows is not None:
+            a.append(_row(row[0], n_rows, where))
+            b.append(_row(row[1], n_rows, where))
+        else:
+            a.append(_exists(root / row[0].strip(), where))
+            b.append(_exists(root / row[1].strip(), where))
         label.append(v)
     return Pairs(a, b, np.array(label, dtype=np.float64), None, str(path))
 

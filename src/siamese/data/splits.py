@@ -124,3 +124,15 @@ def check_trainable(data: LabeledData, train: np.ndarray) -> None:
             f"class '{data.classes[c]}' has only 1 training sample ({where}); Siamese training "
             "needs at least 2 per class: add samples or remove the class"
         )
+
+
+def row_split(n: int, val_fraction: float, test_fraction: float,
+              seed: int) -> dict[str, np.ndarray]:
+    """Rows (no classes: twin regression) -> test, validation and training rows by the seed."""
+    order = np.random.default_rng([seed, 13]).permutation(n)
+    n_test, n_val = int(round(n * test_fraction)), int(round(n * val_fraction))
+    if n - n_test - n_val < 4:
+        raise DataError(f"the table has {n} rows; twin regression needs at least 4 training "
+                        "rows after the validation and test rows are held out")
+    return {"test": np.sort(order[:n_test]), "val": np.sort(order[n_test:n_test + n_val]),
+            "train": np.sort(order[n_test + n_val:])}

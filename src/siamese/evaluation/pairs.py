@@ -26,10 +26,11 @@ def kfold_accuracy(labels: np.ndarray, scores: np.ndarray, folds: np.ndarray) ->
             else 0.0, "folds": len(a), "per_fold": accs, "thresholds": thresholds}
 
 
-def graded_metrics(true: np.ndarray, pred: np.ndarray) -> dict:
-    """Scores in any range: normalised to [0, 1] by the file's min and max, then compared with
-    the predicted similarity in [0, 1]."""
-    lo, hi = float(true.min()), float(true.max())
+def graded_metrics(true: np.ndarray, pred: np.ndarray,
+                   score_range: tuple[float, float] | None = None) -> dict:
+    """Scores in any range: normalised to [0, 1] by score_range (the range the model trained
+    on), else by their own min and max, then compared with the predicted similarity."""
+    lo, hi = score_range if score_range is not None else (float(true.min()), float(true.max()))
     t = (true - lo) / (hi - lo) if hi > lo else np.zeros_like(true)
     return {"pearson": float(pearsonr(pred, t).statistic), "spearman":
             float(spearmanr(pred, t).statistic), "mae": float(np.abs(pred - t).mean()),
@@ -37,8 +38,13 @@ def graded_metrics(true: np.ndarray, pred: np.ndarray) -> dict:
 
 
 @torch.no_grad()
-def score_pairs(model, pairs: Pairs, views: int = 0, chunk: int = 256) -> np.ndarray:
-    """The model's similarity of every pair; each distinct image embedded once."""
+def score_pairs(model, pairs: Pairs, views: int = 0, chunk: int = 256,
+                rows: torch.Tensor | None = None) -> np.ndarray:
+    """The model's similarity of every pair; each distinct image embedded once. rows: the
+    raw vectors of the table whose row numbers the pairs name."""
+    if rows is not None:
+        emb = model.embed_tensor(model.preprocessing.normalize(rows))
+        return model.score_embeddings(emb[torch.as_tensor(pairs.a)], emb[torch.as_tensor(pairs.b)])
     paths = sorted(set(pairs.a) | set(pairs.b))
     where = {p: i for i, p in enumerate(paths)}
     embs = [model.embed_tensor(model.to_tensor(paths[s:s + chunk]), views=views)
@@ -50,12 +56,14 @@ def score_pairs(model, pairs: Pairs, views: int = 0, chunk: int = 256) -> np.nda
 
 
 def evaluate_pairs(model, pairs: Pairs, n_folds: int = 10, views: int = 0,
-                   seed: int = 0) -> tuple[dict, np.ndarray]:
+                   seed: int = 0, rows: torch.Tensor | None = None) -> tuple[dict, np.ndarray]:
     """(metrics, scores). Binary pairs: the k-fold protocol (the file's folds, e.g. LFW's 10,
     else n_folds drawn by the seed) and the ROC figures; graded pairs: correlations."""
-    scores = score_pairs(model, pairs, views)
+    scores = score_pairs(model, pairs, views, rows=rows)
     if pairs.graded:
-        return {"graded": graded_metrics(pairs.label, scores)}, scores
+        trained = model.card.get("pairs") or {}
+        rng = trained.get("score_range") if trained.get("graded") else None
+        return {"graded": graded_metrics(pairs.label, scores, rng)}, scores
     labels = pairs.label.astype(np.int64)
     if len(np.unique(labels)) < 2:
         from ..errors import DataError

@@ -1,4 +1,5 @@
-"""Plots a person would rather see than read: ROC curve, score histogram, training curves."""
+"""Plots a person would rather see than read: ROC curve, score histogram, training curves,
+predicted against true values."""
 
 from __future__ import annotations
 
@@ -49,10 +50,25 @@ def plot_history(history: list[dict], path: Path) -> None:
     fig, ax1 = plt.subplots(figsize=(5, 3.4))
     ax1.plot(epochs, [h["loss"] for h in history], color="tab:blue", label="train loss")
     ax1.set(xlabel="epoch", ylabel="train loss")
-    if any("val_auc" in h for h in history):
+    key = next((k for h in history for k in h if k.startswith("val_")), None)
+    if key is not None:  # val_auc, val_spearman, val_r2
+        label = {"val_auc": "val ROC AUC"}.get(key, key.replace("_", " "))
         ax2 = ax1.twinx()
-        ax2.plot(epochs, [h.get("val_auc", np.nan) for h in history], color="tab:orange",
-                 label="val ROC AUC")
-        ax2.set_ylabel("val ROC AUC")
+        ax2.plot(epochs, [h.get(key, np.nan) for h in history], color="tab:orange", label=label)
+        ax2.set_ylabel(label)
     ax1.set_title("Training")
+    _save(fig, path)
+
+
+def plot_scatter(true: np.ndarray, pred: np.ndarray, title: str, path: Path,
+                 err: np.ndarray | None = None, label: str = "value") -> None:
+    """Predicted against true, the diagonal for reference; err: one standard deviation."""
+    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    if err is not None:
+        ax.errorbar(true, pred, yerr=err, fmt="o", ms=3, alpha=0.6, elinewidth=0.6)
+    else:
+        ax.scatter(true, pred, s=8, alpha=0.6)
+    lo, hi = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
+    ax.plot([lo, hi], [lo, hi], "k:", lw=0.8)
+    ax.set(xlabel=f"true {label}", ylabel=f"predicted {label}", title=title)
     _save(fig, path)

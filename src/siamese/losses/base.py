@@ -32,5 +32,8 @@ def mean_nonzero(losses: torch.Tensor) -> torch.Tensor:
 
 
 def create_loss(name: str, *, margin: float, distance: str, head: nn.Module | None = None,
-                scale: float = 10.0) -> TupleLoss:
-    return LOSSES.create(name, margin=margin, distance=distance, head=head, scale=scale)
+                scale: float = 10.0, normalize: bool = True) -> TupleLoss:
+    """normalize: whether the model L2-normalises its embeddings (how a distance maps to a
+    similarity in [0, 1])."""
+    return LOSSES.create(name, margin=margin, distance=distance, head=head, scale=scale,
+                         normalize=normalize)

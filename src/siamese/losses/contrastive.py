@@ -30,5 +30,6 @@ class ContrastiveLoss(TupleLoss):
 
 
 @LOSSES.register("contrastive")
-def _contrastive(margin: float, distance: str, head, scale: float) -> ContrastiveLoss:
+def _contrastive(margin: float, distance: str, head, scale: float,
+                 normalize: bool) -> ContrastiveLoss:
     return ContrastiveLoss(margin, distance)

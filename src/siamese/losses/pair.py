@@ -26,5 +26,6 @@ class PairBCELoss(TupleLoss):
 
 
 @LOSSES.register("pair")
-def _pair(margin: float, distance: str, head, scale: float) -> PairBCELoss:
+def _pair(margin: float, distance: str, head, scale: float,
+          normalize: bool) -> PairBCELoss:
     return PairBCELoss(head)

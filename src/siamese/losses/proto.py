@@ -40,5 +40,6 @@ class PrototypicalLoss(TupleLoss):
 
 
 @LOSSES.register("proto")
-def _proto(margin: float, distance: str, head, scale: float) -> PrototypicalLoss:
+def _proto(margin: float, distance: str, head, scale: float,
+           normalize: bool) -> PrototypicalLoss:
     return PrototypicalLoss(distance, scale)

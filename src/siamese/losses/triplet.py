@@ -28,5 +28,6 @@ class TripletLoss(TupleLoss):
 
 
 @LOSSES.register("triplet")
-def _triplet(margin: float, distance: str, head, scale: float) -> TripletLoss:
+def _triplet(margin: float, distance: str, head, scale: float,
+             normalize: bool) -> TripletLoss:
     return TripletLoss(margin, distance)

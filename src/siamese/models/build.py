@@ -7,6 +7,7 @@ import torch
 from ..config import Config
 from .encoders import create_encoder, default_encoder
 from .siamese import SiameseNet
+from .twin import TwinRegressor
 
 
 def scorer_for(cfg: Config) -> str:
@@ -14,9 +15,15 @@ def scorer_for(cfg: Config) -> str:
     return "head" if cfg.loss.name == "pair" else cfg.loss.distance
 
 
-def build_net(cfg: Config, input_shape: list[int], kind: str) -> SiameseNet:
+def build_net(cfg: Config, input_shape: list[int], kind: str,
+              anchors: int = 0) -> SiameseNet | TwinRegressor:
+    """train.task regression: a TwinRegressor holding `anchors` training rows (its embeddings
+    not normalised: they feed the difference head, not a distance)."""
     name = cfg.model.encoder if cfg.model.encoder != "auto" else default_encoder(kind)
     encoder = create_encoder(name, tuple(input_shape), cfg.model.width)
+    if cfg.train.task == "regression":
+        net = SiameseNet(encoder, cfg.model.embedding_dim, False, scorer="euclidean")
+        return TwinRegressor(net, input_shape[0], cfg.model.head_hidden, anchors)
     net = SiameseNet(encoder, cfg.model.embedding_dim, cfg.model.normalize,
                      cfg.model.head_hidden, scorer_for(cfg))
     if kind == "image":

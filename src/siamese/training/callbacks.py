@@ -45,28 +45,29 @@ class ProgressBar(Callback):
 
 
 class Validation(Callback):
-    """Scores fixed validation pairs each epoch: logs val_auc."""
+    """Scores the validation set each epoch (higher is better): logs it as `name`."""
 
-    def __init__(self, evaluate: Callable[[], float]) -> None:
-        self.evaluate = evaluate
+    def __init__(self, evaluate: Callable[[], float], name: str = "val_auc") -> None:
+        self.evaluate, self.name = evaluate, name
 
     def on_epoch_end(self, trainer, logs):
         trainer.net.eval()
         with torch.no_grad():
-            logs["val_auc"] = float(self.evaluate())
+            logs[self.name] = float(self.evaluate())
         trainer.net.train()
 
 
 class Checkpoint(Callback):
-    """After every epoch: the resume checkpoint; and `on_best` when val_auc improves (or every
-    epoch when there is no validation)."""
+    """After every epoch: the resume checkpoint; and `on_best` when the validation score `key`
+    improves (or every epoch when there is no validation)."""
 
     def __init__(self, save_last: Callable[[Trainer, dict], None],
-                 on_best: Callable[[Trainer, dict], None], best: float = -np.inf) -> None:
-        self.save_last, self.on_best, self.best = save_last, on_best, best
+                 on_best: Callable[[Trainer, dict], None], best: float = -np.inf,
+                 key: str = "val_auc") -> None:
+        self.save_last, self.on_best, self.best, self.key = save_last, on_best, best, key
 
     def on_epoch_end(self, trainer, logs):
-        score = logs.get("val_auc", logs["epoch"])  # no validation: the latest is the best
+        score = logs.get(self.key, logs["epoch"])  # no validation: the latest is the best
         if score > self.best:
             self.best = score
             logs["best"] = True
@@ -75,12 +76,12 @@ class Checkpoint(Callback):
 
 
 class EarlyStopping(Callback):
-    def __init__(self, patience: int) -> None:
-        self.patience = patience
+    def __init__(self, patience: int, key: str = "val_auc") -> None:
+        self.patience, self.key = patience, key
         self.best, self.bad = -np.inf, 0
 
     def on_epoch_end(self, trainer, logs):
-        score = logs.get("val_auc")
+        score = logs.get(self.key)
         if score is None or self.patience <= 0:
             return
         if score > self.best:

@@ -55,3 +55,49 @@ class MetricLearningTask(Task):
             self.miner.generator = gen
             tuples = self.miner(emb, y, self.loss_fn.tuple_kind)
             return self.loss_fn(emb, y, tuples)
+
+
+class PairTask(Task):
+    """Explicit pairs (x_a, x_b, target): no classes known. Both sides (augmented) through the
+    shared encoder, the embeddings of the GLOBAL batch's pairs gathered from every rank, then a
+    pair loss (tuple_kind "pair": the head with BCE, contrastive, mse) on pairs (a_k, b_k)
+    with target 1/0 or a graded score in [0, 1]."""
+
+    def __init__(self, net: nn.Module, loss_fn: TupleLoss, augment: Augment | None = None,
+                 device: str = "cpu", dist: Dist | None = None) -> None:
+        self.model = self.module = net
+        self.loss_fn, self.augment = loss_fn, augment
+        self.device, self.dist = device, dist or Dist()
+
+    def step(self, batch, gen: torch.Generator) -> torch.Tensor:
+        xa, xb, target = (t.to(self.device, non_blocking=True) for t in batch)
+        if self.augment is not None:  # each side: this rank's rows of the global batch's
+            at, total = self.dist.rank * len(xa), self.dist.world * len(xa)
+            xa = self.augment(xa, gen, offset=at, total=total)
+            xb = self.augment(xb, gen, offset=at, total=total)
+        ea, eb = self.model(xa, xb)
+        ea, eb = gather(ea.float(), self.dist), gather(eb.float(), self.dist)
+        target = gather(target, self.dist)
+        n = len(ea)
+        k = torch.arange(n, device=ea.device)
+        with torch.autocast(ea.device.type, enabled=False):
+            return self.loss_fn(torch.cat([ea, eb]), target, (k, k + n, target))
+
+
+class TwinRegressionTask(Task):
+    """Twin-network regression (Wetzel et al. 2022): rows x with a numeric label y; every
+    ordered pair (i, j) of the GLOBAL batch is a training example whose target is y_i - y_j,
+    predicted by the difference head on the shared encoder's embeddings; loss: mean squared
+    error over the pairs."""
+
+    def __init__(self, net: nn.Module, device: str = "cpu", dist: Dist | None = None) -> None:
+        self.model = self.module = net
+        self.device, self.dist = device, dist or Dist()
+
+    def step(self, batch, gen: torch.Generator) -> torch.Tensor:
+        x, y = (t.to(self.device, non_blocking=True) for t in batch)
+        (h,) = self.model(x)
+        h, y = gather(h.float(), self.dist), gather(y.float(), self.dist)
+        with torch.autocast(h.device.type, enabled=False):
+            pred = self.module.pairwise_difference(h, h)  # (n, n): y_i - y_j
+            return (pred - (y[:, None] - y[None, :])).pow(2).mean()

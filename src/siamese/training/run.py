@@ -1,0 +1,158 @@
+"""What every kind of run shares around the `Trainer`: the run folder (made only once the
+input has been checked, refused when it holds a run), the resolved config, the card, and the
+fit itself: validation, checkpoints (best and last), early stopping, the progress bar, resume.
+
+A kind of training (classes, pairs, twin regression) loads its data, builds its task and
+calls `fit_run`; nothing here knows which one it is.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ..artifact import (
+    load_checkpoint,
+    load_tensors,
+    read_json,
+    save_checkpoint,
+    save_tensors,
+    write_card,
+)
+from ..atomic import atomic_write_json
+from ..config import Config, config_from_dict, resolve
+from ..errors import ArtifactError, ConfigError
+from .callbacks import Checkpoint, EarlyStopping, ProgressBar, Validation
+from .distributed import Dist, from_main
+from .task import Task
+from .trainer import Trainer
+
+
+def device_of(name: str) -> str:
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but no CUDA GPU is available; use cpu")
+    return name
+
+
+def run_config(config: Config | dict | None, out: Path, resume: bool,
+               epochs: int | None) -> Config:
+    """The resolved config of a run: the given one, or on resume the one saved in `out`."""
+    if resume:
+        meta_path = out / "checkpoints" / "last.json"
+        if not meta_path.exists():
+            raise ArtifactError(f"{out} has no checkpoint to resume from ({meta_path} is "
+                                "missing); start a new run without --resume")
+        saved = read_json(out / "config.json", "the run's config")
+        cfg = config_from_dict(saved, str(out / "config.json"))
+    else:
+        cfg = config if isinstance(config, Config) else config_from_dict(config or {})
+    if epochs is not None:
+        cfg.train.epochs = epochs
+    return resolve(cfg)
+
+
+def prepare_out(out: Path, force: bool) -> None:
+    if (out / "card.json").exists() or (out / "checkpoints").exists():
+        if not force:
+            raise ConfigError(f"run folder {out} already holds a run; choose another --out, "
+                              "pass --resume to continue it, or --force to replace it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def start_folder(out: Path, cfg: Config, split: dict, d: Dist, resume: bool,
+                 force: bool) -> None:
+    """Call once everything that can fail on bad input has run: only then is `out` touched.
+    A new run writes its config and split; a resumed one checks that its split is the same."""
+    if not d.main:
+        return
+    if not resume:
+        prepare_out(out, force)
+        atomic_write_json(out / "config.json", cfg.to_dict())
+        atomic_write_json(out / "split.json", split)
+    elif read_json(out / "split.json", "the split") != json.loads(json.dumps(split)):
+        raise ArtifactError(f"the data behind {out} changed since the run started; "
+                            "start a new run")
+
+
+def new_card(cfg: Config, d: Dist, workers: int, amp: torch.dtype | None, **fields) -> dict:
+    return {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "task": cfg.train.task,
+        "config": cfg.to_dict(),
+        **fields,
+        "engine": {"ranks": d.world, "workers": workers, "device": cfg.train.device,
+                   "amp": str(amp).replace("torch.", "") if amp else "off",
+                   "compile": cfg.train.compile},
+        "threshold": None,
+        "metrics": {},
+        "status": "training",
+    }
+
+
+def _restore(out: Path, net: torch.nn.Module, optimizer: torch.optim.Optimizer,
+             d: Dist) -> tuple[int, float, list[dict]]:
+    """Load the last checkpoint into net and optimizer: (next epoch, best score, history).
+    Rank 0 reads it and hands it to the other ranks (the run folder may be on its machine
+    only)."""
+    model_state, opt_state, meta = from_main(load_checkpoint(out) if d.main else None, d)
+    net.load_state_dict(model_state)
+    optimizer.load_state_dict(opt_state)
+    history = [{k: v for k, v in h.items() if k != "best_score"} for h in meta["history"]]
+    return int(meta["epoch"]), float(meta["best_score"]), history
+
+
+def fit_run(cfg: Config, out: Path, d: Dist, task: Task, optimizer: torch.optim.Optimizer,
+            loader: DataLoader, card: dict, validate: Callable[[], float] | None,
+            score_name: str, resume: bool, quiet: bool, amp: torch.dtype | None) -> Trainer:
+    """Train `task` to the end of its schedule and keep the weights the config asks for (the
+    best by `validate`, higher is better, logged as `score_name`, or the last) in
+    out/model.safetensors. Rank 0 validates, checkpoints and prints."""
+    net = task.module
+
+    def on_best(trainer: Trainer, logs: dict) -> None:
+        save_tensors(out / "model.safetensors", net.state_dict())
+        write_card(out, {**card, "history": trainer.history + [logs]})
+
+    def save_last(trainer: Trainer, meta: dict) -> None:
+        save_checkpoint(out, net, optimizer,
+                        {"epoch": meta["epoch"], "best_score": meta["best_score"],
+                         "history": trainer.history + [meta]})
+
+    start_epoch, best = 0, -np.inf
+    history: list[dict] = []
+    if resume:
+        start_epoch, best, history = _restore(out, net, optimizer, d)
+        if not quiet:
+            print(f"resuming {out} from epoch {start_epoch}", file=sys.stderr)
+    callbacks = []
+    if d.main:  # validation, checkpoints and the progress bar: once, on rank 0
+        callbacks = [Validation(validate, score_name)] if validate is not None else []
+        callbacks += [Checkpoint(save_last, on_best, best, score_name),
+                      EarlyStopping(cfg.train.patience, score_name), ProgressBar(not quiet)]
+    trainer = Trainer(task, optimizer, loader, cfg.train.epochs, cfg.train.seed, callbacks,
+                      max_seconds=cfg.train.max_minutes * 60, dist=d, amp=amp,
+                      compile=cfg.train.compile)
+    trainer.history = history
+    t0 = time.monotonic()
+    if start_epoch < cfg.train.epochs:
+        trainer.fit(start_epoch)
+    card["train_seconds"] = round(time.monotonic() - t0, 2)
+    card["history"] = trainer.history
+    if d.main:
+        # The kept weights: the best by validation, or the last ones (the end of the
+        # schedule, e.g. where the validation classes are not the test classes and its AUC
+        # saturates early).
+        if cfg.train.keep == "last":
+            save_tensors(out / "model.safetensors", net.state_dict())
+        else:
+            net.load_state_dict(load_tensors(out / "model.safetensors"))
+    return trainer
