@@ -5,6 +5,13 @@ scored by `siamese evaluate RUN --pairs`.
     .venv/bin/python benchmarks/omniglot_pairs.py --run runs/omniglot \\
         --out results/omniglot_pairs.json [--tta 32] [--data-dir ../shared/data] [--seed 0]
 
+or, to train from pairs alone first (no classes: `siamese train --pairs`, the recipe of
+configs/omniglot.toml without its class-based parts) on N pairs of background characters
+(half same, half different within an alphabet), for M minutes:
+
+    .venv/bin/python benchmarks/omniglot_pairs.py --train-pairs 40000 --train-minutes 5 \\
+        --loss pair --run runs/omniglot_from_pairs --out results/omniglot_from_pairs.json
+
 The 659 evaluation characters are split into 10 groups by the seed; fold f draws its 300 same
 pairs (two drawings of one character) and 300 different pairs (drawings of two characters, in
 the same alphabet where it can: the hard case) from group f only. Images are laid out as LFW
@@ -66,6 +73,47 @@ def pairs_txt(chars: dict[str, tuple[str, int]], path: Path, seed: int) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def train_pairs_csv(background: Path, path: Path, n: int, seed: int) -> None:
+    """n pairs of background drawings: n/2 same character, n/2 two characters of one alphabet."""
+    rng = np.random.default_rng([seed, 5])
+    alphabets = {}
+    for alphabet in sorted(p for p in background.iterdir() if p.is_dir()):
+        chars = [sorted(c.glob("*.png")) for c in sorted(alphabet.iterdir()) if c.is_dir()]
+        alphabets[alphabet.name] = [c for c in chars if len(c) >= 2]
+    names = sorted(alphabets)
+    lines = ["a,b,label"]
+    for k in range(n):
+        chars = alphabets[names[rng.integers(len(names))]]
+        c = int(rng.integers(len(chars)))
+        if k % 2 == 0:
+            i, j = rng.choice(len(chars[c]), 2, replace=False)
+            a, b, label = chars[c][i], chars[c][j], 1
+        else:
+            d = int(rng.choice([x for x in range(len(chars)) if x != c]))
+            a, b, label = rng.choice(chars[c]), rng.choice(chars[d]), 0
+        lines.append(f"{a},{b},{label}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def train_from_pairs(args, work: Path) -> None:
+    import tomllib
+
+    background = extracted(Path(args.data_dir) / "omniglot" / "images_background.zip",
+                           work / "omniglot")
+    csv_path = work / f"omniglot_train_pairs_{args.train_pairs}_seed{args.seed}.csv"
+    train_pairs_csv(background, csv_path, args.train_pairs, args.seed)
+    cfg = tomllib.loads(Path("configs/omniglot.toml").read_text())
+    for key in ("path", "class_rotations"):  # no classes: no class folders, no rotated classes
+        cfg["data"].pop(key, None)
+    for key in ("batch_size", "samples_per_class", "group_batches", "val_pairs"):
+        cfg["train"].pop(key, None)  # P x K batches and their validation pairs need classes
+    cfg["data"]["pairs"] = str(csv_path)
+    cfg["loss"] = {"name": args.loss}
+    cfg["split"] = {"val_fraction": 0.05}
+    cfg["train"].update(max_minutes=args.train_minutes, seed=args.seed, batch_size=128)
+    siamese.train(cfg, args.run, force=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run", required=True)
@@ -74,12 +122,18 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-dir", default=os.environ.get("SIAMESE_DATA", "../shared/data"))
     ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "siamese-bench"))
+    ap.add_argument("--train-pairs", type=int, default=0, help="first train --run from this "
+                    "many background pairs")
+    ap.add_argument("--train-minutes", type=float, default=5.0)
+    ap.add_argument("--loss", default="pair", help="with --train-pairs: pair | contrastive | mse")
     args = ap.parse_args()
     zip_path = Path(args.data_dir) / "omniglot" / "images_evaluation.zip"
     if not zip_path.exists():
         print(f"skipped: {zip_path} not found (set --data-dir or SIAMESE_DATA)")
         return
     work = Path(args.work)
+    if args.train_pairs:
+        train_from_pairs(args, work)
     chars = lfw_tree(extracted(zip_path, work / "omniglot_eval"), work / "omniglot_lfw")
     txt = work / f"omniglot_pairs_seed{args.seed}.txt"
     pairs_txt(chars, txt, args.seed)
@@ -90,6 +144,8 @@ def main() -> None:
         metrics, _ = evaluate_pairs(model, pairs, views=views)
         rows["plain" if views == 0 else f"tta {views}"] = metrics
     result = {"machine": machine_info(), "run": args.run, "pairs": len(pairs),
+              "trained_from_pairs": {"pairs": args.train_pairs, "minutes": args.train_minutes,
+                                     "loss": args.loss} if args.train_pairs else None,
               "characters": len(chars), "seed": args.seed, "results": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))

@@ -89,7 +89,7 @@ class TrainConfig:
     # twin-network regression of a numeric label column (trained on label differences)
     task: str = "similarity"
     epochs: int = 30
-    batch_size: int = 64  # P classes x K samples
+    batch_size: int = 64  # P classes x K samples (from pairs: pairs; regression: rows)
     samples_per_class: int = 4  # K
     group_batches: bool = False  # draw each batch's classes from as few groups as possible
     lr: float = 1e-3

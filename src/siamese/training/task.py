@@ -21,6 +21,7 @@ class Task:
 
     model: nn.Module
     module: nn.Module
+    inputs_per_sample = 1  # inputs through the encoder per sample of a batch (a pair: 2)
 
     def step(self, batch, gen: torch.Generator) -> torch.Tensor:
         """One batch (this rank's share) -> the scalar loss of the global batch. `gen` is seeded
@@ -62,6 +63,8 @@ class PairTask(Task):
     shared encoder, the embeddings of the GLOBAL batch's pairs gathered from every rank, then a
     pair loss (tuple_kind "pair": the head with BCE, contrastive, mse) on pairs (a_k, b_k)
     with target 1/0 or a graded score in [0, 1]."""
+
+    inputs_per_sample = 2
 
     def __init__(self, net: nn.Module, loss_fn: TupleLoss, augment: Augment | None = None,
                  device: str = "cpu", dist: Dist | None = None) -> None:

@@ -125,7 +125,7 @@ class Trainer:
             seconds = time.monotonic() - t_epoch  # the steps only, not validation
             logs = {"epoch": epoch + 1,
                     "loss": float(np.mean(losses)) if losses else float("nan"),
-                    "images": len(losses) * batches.global_batch,
+                    "images": len(losses) * batches.global_batch * self.task.inputs_per_sample,
                     "seconds": round(seconds, 3)}
             if self.stop:
                 logs["stopped"] = "time budget"
