@@ -121,6 +121,7 @@ def test_graded_pairs_train_a_score_and_compare_prints_it(pair_files, tmp_path, 
     card = siamese.load(out).card
     assert card["pairs"]["graded"] and card["pairs"]["score_range"] == [4.0, 9.0]  # digits 0-5
     assert card["threshold"] is None and card["metrics"]["val"]["spearman"] > 0.5
+    assert (out / "pairs_val.png").exists()  # predicted against true
     capsys.readouterr()
     img = pair_files / "img"
     assert main(["compare", str(out), str(img / "1/0.png"), str(img / "1/1.png")]) == 0

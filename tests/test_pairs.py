@@ -130,6 +130,7 @@ def test_evaluate_pairs_from_the_command_line(lfw, tiny_run_session, tmp_path, c
     assert main(["evaluate", str(tiny_run_session), "--pairs", str(graded), "--out",
                  str(out)]) == 0
     assert "12 graded pairs: Pearson" in capsys.readouterr().out
+    assert (out / "pairs_scatter.png").exists()
     (tmp_path / "bad.csv").write_text("x.png,y.png,1\n")
     assert main(["evaluate", str(tiny_run_session), "--pairs", str(tmp_path / "bad.csv")]) == 2
     assert "error: pairs file" in capsys.readouterr().err

@@ -92,7 +92,7 @@ def _pairs(model, args: argparse.Namespace, views: int) -> int:
     from .data.pairs import read_pairs
     from .data.table import rows_for_model
     from .errors import ConfigError
-    from .evaluation.pairs import evaluate_pairs
+    from .evaluation.pairs import evaluate_pairs, plot_graded
     from .evaluation.plots import plot_roc
 
     rows = None
@@ -108,6 +108,7 @@ def _pairs(model, args: argparse.Namespace, views: int) -> int:
     atomic_write_json(where / "pairs_metrics.json", {"pairs_file": str(args.pairs), **metrics})
     if "graded" in metrics:
         g = metrics["graded"]
+        plot_graded(pairs.label, scores, g, where / "pairs_scatter.png", "graded pairs")
         print(f"{g['pairs']} graded pairs: Pearson {g['pearson']:.4f}  Spearman "
               f"{g['spearman']:.4f}  MAE {g['mae']:.4f} (scores {g['score_range'][0]:g}.."
               f"{g['score_range'][1]:g} mapped to 0..1)")

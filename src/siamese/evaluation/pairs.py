@@ -37,6 +37,16 @@ def graded_metrics(true: np.ndarray, pred: np.ndarray,
             "score_range": [lo, hi], "pairs": int(len(t))}
 
 
+def plot_graded(true: np.ndarray, pred: np.ndarray, metrics: dict, path, title: str) -> None:
+    """Predicted similarity against the true score (both on the 0..1 scale of the metrics)."""
+    from .plots import plot_scatter
+
+    lo, hi = metrics["score_range"]
+    t = (true - lo) / (hi - lo) if hi > lo else np.zeros_like(true)
+    plot_scatter(t, pred, f"{title}: Spearman {metrics['spearman']:.3f}, MAE "
+                 f"{metrics['mae']:.3f}", path, label=f"score ({lo:g}..{hi:g} as 0..1)")
+
+
 @torch.no_grad()
 def score_pairs(model, pairs: Pairs, views: int = 0, chunk: int = 256,
                 rows: torch.Tensor | None = None) -> np.ndarray:

@@ -25,7 +25,7 @@ from ..data.preprocessing import Preprocessing
 from ..data.table import read_table
 from ..data.transforms import random_affine
 from ..errors import ConfigError, DataError
-from ..evaluation.pairs import graded_metrics
+from ..evaluation.pairs import graded_metrics, plot_graded
 from ..evaluation.plots import plot_history
 from ..evaluation.verification import best_threshold, verification_metrics
 from ..losses import LOSSES, create_loss
@@ -162,6 +162,8 @@ def train_pairs(cfg: Config, out: Path, d: Dist, resume: bool, force: bool,
         s = val_scores()
         if pairs.graded:
             card["metrics"]["val"] = graded_metrics(pairs.label[val], s, (lo, hi))
+            plot_graded(pairs.label[val], s, card["metrics"]["val"], out / "pairs_val.png",
+                        "held-out pairs")
         else:
             y = pairs.label[val].astype(np.int64)
             card["threshold"] = best_threshold(y, s)
