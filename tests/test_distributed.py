@@ -52,7 +52,7 @@ def _loss_and_grads(loss_name: str, d: Dist) -> tuple[float, dict[str, torch.Ten
             m.eval()
     loss_fn = create_loss(loss_name, margin=cfg.loss.margin, distance=cfg.loss.distance,
                           head=net.head, scale=cfg.loss.scale,
-                          normalize=cfg.model.normalize)
+                          normalize=cfg.model.normalize, classes=len(data.classes), dim=net.dim)
     miner = create_miner(cfg.loss.miner, cfg.loss.margin, cfg.loss.distance)
     sampler = ClassBalancedSampler(data.y, 8, 4, seed=0)
     loader = make_loader(IndexedSamples(pre.normalize(data.x), data.y),

@@ -3,10 +3,12 @@ import torch
 
 from siamese.errors import ConfigError
 from siamese.models import ENCODERS, SiameseNet, create_encoder
-from siamese.models.encoders import IMAGE_ENCODERS
+from siamese.models.encoders import AUDIO_ENCODERS, IMAGE_ENCODERS
 
 
 def _shape(name):
+    if name in AUDIO_ENCODERS:
+        return (1, 16, 40)  # (1, mels, frames)
     return (1, 16, 16) if name in IMAGE_ENCODERS else (10,)
 
 

@@ -86,7 +86,8 @@ def test_proto_loss_matches_naive_loop():
 def _compatible():
     head = PairHead(5, 8)
     for name in LOSSES.names():
-        kind = create_loss(name, margin=0.5, distance="euclidean", head=head).tuple_kind
+        kind = create_loss(name, margin=0.5, distance="euclidean", head=head, classes=3,
+                           dim=5).tuple_kind
         for miner in MINERS.names():
             if (miner == "none") == (kind == "batch"):  # 'none' serves exactly batch losses
                 yield name, miner
@@ -97,7 +98,8 @@ def test_every_loss_with_every_miner_gives_a_finite_gradient(name, miner):
     emb, labels = _batch()
     emb = emb.requires_grad_(True)
     head = PairHead(emb.shape[1], 8)
-    loss_fn = create_loss(name, margin=0.5, distance="euclidean", head=head)
+    loss_fn = create_loss(name, margin=0.5, distance="euclidean", head=head, classes=3,
+                          dim=emb.shape[1])
     tuples = create_miner(miner, 0.5, "euclidean")(emb.detach(), labels, loss_fn.tuple_kind)
     loss = loss_fn(emb, labels, tuples)
     loss.backward()
@@ -107,3 +109,30 @@ def test_every_loss_with_every_miner_gives_a_finite_gradient(name, miner):
 def test_triplet_margin_must_be_positive():
     with pytest.raises(ValueError):
         create_loss("triplet", margin=0.0, distance="euclidean")
+
+
+@pytest.mark.parametrize("kind", ["arcface", "cosface"])
+@pytest.mark.parametrize("subcenters", [1, 3])
+def test_margin_softmax_matches_a_loop_over_samples(kind, subcenters):
+    import math
+
+    emb, labels = _batch()
+    loss = create_loss(kind, margin=0.3, distance="euclidean", scale=16.0, classes=3, dim=5,
+                       subcenters=subcenters)
+    w = loss.weight.detach().view(3, subcenters, 5)
+    total = 0.0
+    for e, y in zip(emb, labels.tolist(), strict=True):
+        cos = [max(float(torch.dot(e, wk) / (e.norm() * wk.norm())) for wk in w[c])
+               for c in range(3)]
+        cos = [min(max(c, -1 + 1e-7), 1 - 1e-7) for c in cos]  # as acos needs
+        theta = math.acos(cos[y])
+        if kind == "cosface":
+            cos[y] -= 0.3
+        elif theta + 0.3 <= math.pi:
+            cos[y] = math.cos(theta + 0.3)
+        else:
+            cos[y] -= math.sin(math.pi - 0.3) * 0.3
+        logits = torch.tensor(cos) * 16.0
+        total += -torch.log_softmax(logits, 0)[y].item()
+    assert loss(emb, labels, None).item() == pytest.approx(total / len(labels), rel=1e-5)
+    assert loss.tuple_kind == "batch" and loss.weight.shape == (3 * subcenters, 5)

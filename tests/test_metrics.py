@@ -11,6 +11,7 @@ from siamese.evaluation.retrieval import retrieval_metrics
 from siamese.evaluation.verification import (
     best_threshold,
     equal_error_rate,
+    min_dcf,
     tar_at_far,
     verification_metrics,
 )
@@ -114,3 +115,16 @@ def test_few_shot_perfect_and_chance():
     assert abs(r["accuracy"] - 0.2) < 4 * r["ci95"] + 0.02
     r = few_shot(separable, labels, 20, 1, 10, 3, score)
     assert r["n_way"] == 6  # clipped to the classes available
+
+
+def test_min_dcf_matches_a_search_over_every_threshold():
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.ones(150), np.zeros(850)].astype(int)
+    scores = np.round(rng.normal(labels * 1.5, 1.0), 2)
+    best = np.inf
+    for t in np.r_[np.unique(scores), np.inf]:  # accept score >= t
+        p_miss = np.mean(scores[labels == 1] < t)
+        p_fa = np.mean(scores[labels == 0] >= t)
+        best = min(best, p_miss * 0.01 + p_fa * 0.99)
+    assert min_dcf(labels, scores, 0.01) == pytest.approx(best / 0.01)
+    assert 0 < min_dcf(labels, scores, 0.01) <= 1  # never worse than the trivial system

@@ -96,7 +96,7 @@ def test_only_the_losses_on_pairs_train_from_a_pairs_file(pair_files, tmp_path, 
 def test_training_from_binary_pairs_learns_and_calibrates_on_held_out_pairs(pair_files, tmp_path,
                                                                              capsys):
     out = tmp_path / "run"
-    assert main(["train", "--pairs", str(pair_files / "pairs.csv"), "--epochs", "8",
+    assert main(["train", "--pairs", str(pair_files / "pairs.csv"), "--epochs", "20",
                  "--out", str(out), *TINY]) == 0
     assert "held-out pairs (36): ROC AUC" in capsys.readouterr().out
     model = siamese.load(out)
@@ -117,7 +117,7 @@ def test_training_from_binary_pairs_learns_and_calibrates_on_held_out_pairs(pair
 def test_graded_pairs_train_a_score_and_compare_prints_it(pair_files, tmp_path, capsys):
     out = tmp_path / "graded"
     assert main(["train", "--pairs", str(pair_files / "graded.csv"), "--loss", "mse",
-                 "--epochs", "8", "--out", str(out), *TINY]) == 0
+                 "--epochs", "15", "--out", str(out), *TINY]) == 0
     card = siamese.load(out).card
     assert card["pairs"]["graded"] and card["pairs"]["score_range"] == [4.0, 9.0]  # digits 0-5
     assert card["threshold"] is None and card["metrics"]["val"]["spearman"] > 0.5

@@ -11,6 +11,7 @@ import torch
 from .artifact import read_card, read_json, write_card
 from .atomic import atomic_write_json
 from .config import Config, EvalConfig, config_from_dict
+from .data.audio import Waveforms, crop
 from .data.datasets import load_dataset
 from .data.labeled import LabeledData
 from .data.lazy import ImageFiles
@@ -49,7 +50,8 @@ def _load(cfg: Config, pre: Preprocessing | None = None) -> LabeledData:
     if pre is not None and pre.kind == "image":
         size, channels = pre.input_shape[1], pre.input_shape[0]
     return load_dataset(cfg.data.path, size, channels, cfg.data.label_column,
-                        cfg.data.cache, cache_budget(cfg), cfg.data.cache_dir)
+                        cfg.data.cache, cache_budget(cfg), cfg.data.cache_dir,
+                        cfg.data.sample_rate, cfg.data.label_pattern)
 
 
 def _cache_kind(x) -> str:
@@ -113,9 +115,16 @@ def _train(cfg: Config, out: Path, d: Dist, resume: bool, force: bool, quiet: bo
     train_set = data.subset(split.train)
     n_workers = engine_workers(cfg, train_set.x)
     # The same statistics on every rank: computed once, on rank 0.
-    pre = from_main(Preprocessing.fit(train_set.x, data.kind, cfg.train.seed, n_workers)
-                    if d.main else None, d)
+    if data.kind == "audio":
+        pre = Preprocessing.audio(cfg.data.sample_rate, cfg.data.crop_seconds)
+    else:
+        pre = from_main(Preprocessing.fit(train_set.x, data.kind, cfg.train.seed, n_workers)
+                        if d.main else None, d)
     x_train, y_train = pre.normalize(train_set.x), train_set.y
+    if data.kind == "audio":  # a long utterance gives several crops: several samples
+        reps = np.clip(train_set.x.length.numpy() // pre.input_shape[0], 1, 8)
+        index = np.repeat(np.arange(len(y_train)), reps)
+        x_train, y_train = x_train.take(index), y_train[index]
     train_classes, train_groups = train_set.classes, train_set.groups
     if (cfg.data.class_rotations or cfg.data.class_flips) and data.kind == "image":
         x_train, y_train, train_classes, train_groups = add_transformed_classes(
@@ -124,9 +133,13 @@ def _train(cfg: Config, out: Path, d: Dist, resume: bool, force: bool, quiet: bo
 
     net = build_net(cfg, pre.input_shape, data.kind).to(device)
     loss_fn = create_loss(cfg.loss.name, margin=cfg.loss.margin, distance=cfg.loss.distance,
-                          head=net.head, scale=cfg.loss.scale, normalize=cfg.model.normalize)
+                          head=net.head, scale=cfg.loss.scale, normalize=cfg.model.normalize,
+                          classes=len(train_classes), dim=net.dim,
+                          subcenters=cfg.loss.subcenters).to(device)
     miner = create_miner(cfg.loss.miner, cfg.loss.margin, cfg.loss.distance)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.train.lr,
+    # The loss's own weights (arcface's class weights) train too; they are not the model's.
+    own = [p for p in loss_fn.parameters() if not any(p is q for q in net.parameters())]
+    optimizer = torch.optim.AdamW([*net.parameters(), *own], lr=cfg.train.lr,
                                   weight_decay=cfg.train.weight_decay)
     sampler = _sampler(cfg, y_train, train_groups)
     check_batch(sampler.p * sampler.k, d, sampler.p, sampler.k)
@@ -159,12 +172,17 @@ def _train(cfg: Config, out: Path, d: Dist, resume: bool, force: bool, quiet: bo
         def augment(x: torch.Tensor, gen: torch.Generator, offset: int = 0,
                     total: int | None = None) -> torch.Tensor:
             return random_affine(x, cfg.augment, gen, offset, total)
+    elif data.kind == "audio":  # random crops (SpecAugment runs in the front end)
+        def augment(x: Waveforms, gen: torch.Generator, offset: int = 0,
+                    total: int | None = None) -> torch.Tensor:
+            return crop(x, pre.input_shape[0], gen, offset, total)
 
     loader = make_loader(IndexedSamples(x_train, y_train), RankBatches(sampler, d.rank, d.world),
                          n_workers, pin_memory=device.startswith("cuda"))
     task = MetricLearningTask(net, loss_fn, miner, augment, device, d)
     fit_run(cfg, out, d, task, optimizer, loader, card,
-            val_auc if val_pairs is not None else None, "val_auc", resume, quiet, amp)
+            val_auc if val_pairs is not None else None, "val_auc", resume, quiet, amp,
+            loss=loss_fn if own else None)
     if not d.main:
         return model
     # Calibrate the threshold on validation pairs (never on test pairs).
@@ -179,7 +197,8 @@ def _train(cfg: Config, out: Path, d: Dist, resume: bool, force: bool, quiet: bo
     write_card(out, card)
     plot_history(card["history"], out / "training.png")
     model.card = read_card(out)
-    if len(split.test_unseen) or len(split.test_seen):
+    # The test sets, where they can be scored (pairs need two samples of a class).
+    if any(len(idx) and pairable(data.y[idx]) for idx in (split.test_unseen, split.test_seen)):
         evaluate(model, eval_config=cfg.eval, _data=data, _split=split)
     return model
 

@@ -104,7 +104,8 @@ def check_card(card: dict, path: Path) -> None:
         return ArtifactError(f"{path} is invalid ({what}); restore the run folder or train again")
 
     pre = card.get("preprocessing")
-    if not isinstance(pre, dict) or set(pre) != {"kind", "input_shape", "mean", "std"}:
+    fields = {"kind", "input_shape", "mean", "std"}
+    if not isinstance(pre, dict) or set(pre) - {"sample_rate"} != fields:
         raise bad("preprocessing must hold kind, input_shape, mean and std")
     kind, shape = pre["kind"], pre["input_shape"]
     if not (isinstance(shape, list) and all(type(v) is int for v in shape)):
@@ -115,12 +116,18 @@ def check_card(card: dict, path: Path) -> None:
         want = f"[1 or 3, S, S] with 8 <= S <= {MAX_IMAGE_SIDE}"
     elif kind == "vector":
         ok, want = len(shape) == 1 and 1 <= shape[0] <= MAX_FEATURES, f"[D], D <= {MAX_FEATURES}"
+    elif kind == "audio":
+        rate = pre.get("sample_rate")
+        ok = (len(shape) == 1 and type(rate) is int and 4000 <= rate <= 48000
+              and rate // 5 <= shape[0] <= 30 * rate)
+        want = "[crop samples] of 0.2 to 30 s at a sample_rate of 4000 to 48000"
     else:
-        raise bad(f"preprocessing kind '{kind}' is neither image nor vector")
+        raise bad(f"preprocessing kind '{kind}' is not image, vector or audio")
     if not ok:
         raise bad(f"input_shape {shape[:4]} is not {want}")
-    if not _number_list(pre["mean"], shape[0]) or not _number_list(pre["std"], shape[0]):
-        raise bad(f"mean and std must be {shape[0]} finite numbers each")
+    stats = 1 if kind == "audio" else shape[0]  # audio: the waveform passes as it is
+    if not _number_list(pre["mean"], stats) or not _number_list(pre["std"], stats):
+        raise bad(f"mean and std must be {stats} finite numbers each")
     if min(pre["std"]) <= 0:
         raise bad("std must be > 0")
     t = card.get("threshold")

@@ -20,7 +20,9 @@ TRAIN_FLAGS = {
     "max_minutes": "train.max_minutes", "split": "split.mode", "test_classes":
     "split.test_classes", "workers": "train.workers", "cache": "data.cache",
     "amp": "train.amp", "cache_dir": "data.cache_dir", "pairs": "data.pairs",
-    "images": "data.images", "task": "train.task",
+    "images": "data.images", "task": "train.task", "label_pattern": "data.label_pattern",
+    "sample_rate": "data.sample_rate", "crop_seconds": "data.crop_seconds", "width":
+    "model.width",
 }
 
 
@@ -217,10 +219,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--no-augment", action="store_true", help="no random affine augmentation")
     t.add_argument("--label-column")
+    t.add_argument("--label-pattern", help="audio: the class from the file name by this "
+                   "regular expression (its group 'label' or first group), e.g. '^([0-9]+)_'")
+    t.add_argument("--sample-rate", type=int, help="audio: resample to this rate (16000)")
+    t.add_argument("--crop-seconds", type=float, help="audio: training crop length (2.0)")
     t.add_argument("--image-size", type=int)
     t.add_argument("--channels", type=int, choices=[0, 1, 3])
-    t.add_argument("--encoder", help="conv4 | koch | resnet | mlp")
+    t.add_argument("--encoder", help="conv4 | koch | resnet | mlp | audio_resnet | ecapa")
     t.add_argument("--embedding-dim", type=int)
+    t.add_argument("--width", type=int, help="the encoder's base width (channels)")
     t.add_argument("--loss", help="pair | contrastive | triplet | proto | mse (default: "
                    "triplet for classes, pair for a pairs file)")
     t.add_argument("--margin", type=float)

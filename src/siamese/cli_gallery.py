@@ -17,7 +17,8 @@ def _gallery_add(args) -> int:
 
     model = _load(args)
     store = open_store(model, args.index)
-    files, labels = labeled_files(Path(args.path), args.label)
+    files, labels = labeled_files(Path(args.path), args.label,
+                                  audio=model.preprocessing.kind == "audio")
     ids = enroll(model, store, files, labels, root=Path(args.path))
     print(f"enrolled {len(ids)} items ({len(set(labels))} labels); the gallery has "
           f"{len(store.gallery)}")

@@ -36,6 +36,14 @@ class DataConfig:
     # score. `images`: the folder the pairs file's image names are relative to.
     pairs: str = ""
     images: str = ""
+    # Audio (folders of WAV/FLAC/OGG): resampled to sample_rate mono; the class from the folder,
+    # or from the file name by label_pattern (a regular expression: its group 'label', else its
+    # first group, e.g. '^([0-9]+)_' for FSDD's digit). Training sees random crops of
+    # crop_seconds (several per long utterance); evaluation whole utterances in windows of it.
+    sample_rate: int = 16000
+    label_pattern: str = ""
+    crop_seconds: float = 2.0
+    n_mels: int = 64
 
 
 @dataclass
@@ -61,6 +69,8 @@ class AugmentConfig:
     shear: float = 0.15  # radians, +-
     scale: float = 0.1  # +- relative
     translate: float = 0.1  # +- fraction of the image size
+    freq_mask: int = 8  # audio (SpecAugment): mask up to this many mel bands of each crop
+    time_mask: int = 20  # ... and up to this many 10 ms frames
 
 
 @dataclass
@@ -74,13 +84,15 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    # pair | contrastive | triplet | proto | mse; auto = triplet for classes, pair (the head
-    # with BCE) for a pairs file, mse (on label differences) for train.task regression
+    # pair | contrastive | triplet | proto | mse | arcface | cosface; auto = triplet for
+    # classes, pair (the head with BCE) for a pairs file, mse (on label differences) for
+    # train.task regression
     name: str = "auto"
     margin: float | None = None  # None = the loss's default (triplet 0.2, contrastive 1.0)
     distance: str = "euclidean"  # euclidean | cosine
     miner: str | None = None  # random | batch-all | batch-hard | semi-hard; None = per loss
-    scale: float = 10.0  # proto: logits = -scale * distance
+    scale: float | None = None  # logits' scale: proto 10 (-scale x distance), arcface 30
+    subcenters: int = 1  # arcface, cosface: weights per class (sub-centers: 3 for noisy data)
 
 
 @dataclass
@@ -136,6 +148,8 @@ LOSS_DEFAULTS = {
     "pair": {"margin": 0.0, "miner": "random"},
     "proto": {"margin": 0.0, "miner": "none"},
     "mse": {"margin": 0.0, "miner": "random"},
+    "arcface": {"margin": 0.2, "miner": "none", "scale": 30.0},
+    "cosface": {"margin": 0.2, "miner": "none", "scale": 30.0},
 }
 
 
@@ -237,6 +251,8 @@ def resolve(cfg: Config) -> Config:
         cfg.loss.margin = defaults["margin"]
     if cfg.loss.miner is None:
         cfg.loss.miner = defaults["miner"]
+    if cfg.loss.scale is None:
+        cfg.loss.scale = defaults.get("scale", 10.0)
     if cfg.loss.distance not in ("euclidean", "cosine"):
         raise ConfigError(f"unknown distance '{cfg.loss.distance}'; choose euclidean or cosine")
     if cfg.split.mode not in ("classes", "samples"):
@@ -252,6 +268,12 @@ def resolve(cfg: Config) -> Config:
         (0 <= cfg.model.embedding_dim <= 8192, "model.embedding_dim must be in [0, 8192]"),
         (1 <= cfg.model.head_hidden <= 8192, "model.head_hidden must be in [1, 8192]"),
         (cfg.data.channels in (0, 1, 3), "data.channels must be 0, 1 or 3"),
+        (4000 <= cfg.data.sample_rate <= 48000, "data.sample_rate must be in [4000, 48000]"),
+        (0.2 <= cfg.data.crop_seconds <= 30, "data.crop_seconds must be in [0.2, 30]"),
+        (16 <= cfg.data.n_mels <= 128, "data.n_mels must be in [16, 128]"),
+        (1 <= cfg.loss.subcenters <= 16, "loss.subcenters must be in [1, 16]"),
+        (cfg.augment.freq_mask >= 0 and cfg.augment.time_mask >= 0,
+         "augment.freq_mask and augment.time_mask must be >= 0"),
         (0 <= cfg.split.val_fraction < 1, "split.val_fraction must be in [0, 1)"),
         (0 <= cfg.split.val_class_fraction < 1, "split.val_class_fraction must be in [0, 1)"),
         (0 <= cfg.split.test_fraction < 1, "split.test_fraction must be in [0, 1)"),

@@ -9,18 +9,21 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_write_bytes
+from .data.audio import is_audio_name
 from .data.images import is_image_name
 from .errors import DataError
 
 
-def list_inputs(path: Path) -> list[Path]:
+def list_inputs(path: Path, audio: bool = False) -> list[Path]:
     if path.is_file():
         return [path]
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and is_image_name(p.name))
+        accept = is_audio_name if audio else is_image_name
+        files = sorted(p for p in path.rglob("*") if p.is_file() and accept(p.name))
         if files:
             return files
-        raise DataError(f"no images found in {path}; expected image files (png, jpg, ...)")
+        what = "audio files (wav, flac, ogg)" if audio else "image files (png, jpg, ...)"
+        raise DataError(f"no {what} found in {path}")
     raise DataError(f"{path} does not exist; give an image, a folder or a .csv/.npy")
 
 
@@ -40,7 +43,7 @@ def embed_path(run: str | Path, inputs: str | Path, out: str | Path,
         emb = model.embed_tensor(model.preprocessing.normalize(data.x)).numpy()
         rows = [(s, data.classes[y]) for s, y in zip(data.sources, data.y, strict=True)]
     else:
-        files = list_inputs(inputs)
+        files = list_inputs(inputs, audio=model.preprocessing.kind == "audio")
         root = inputs if inputs.is_dir() else inputs.parent
         emb = np.concatenate([model.embed(files[i:i + 256]) for i in range(0, len(files), 256)])
         rows = [(str(f), f.parent.relative_to(root).as_posix() if f.parent != root else "")

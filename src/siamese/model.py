@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from .artifact import check_card, read_card, read_weights
 from .config import AugmentConfig, config_from_dict, resolve
+from .data.audio import Waveforms, windows
 from .data.loader import read_chunks
 from .data.preprocessing import Preprocessing
 from .data.transforms import affine_params, apply_affine
@@ -80,6 +81,8 @@ class Model:
         random seed, so the result is repeatable), L2-normalised again if the model normalises.
         """
         self.net.eval()
+        if isinstance(x, Waveforms):
+            return self._embed_utterances(x, batch_size)
         n = len(x)
         tta = views > 0 and self.preprocessing.kind == "image" and n > 0
         augment = self._augment_config() if tta else None
@@ -98,13 +101,30 @@ class Model:
             start += len(xb)
         return torch.cat(out) if out else torch.zeros(0, self.net.dim)
 
+    def _embed_utterances(self, w: Waveforms, batch_size: int) -> torch.Tensor:
+        """Whole utterances: the mean embedding of windows of the training crop's length,
+        half a window apart, L2-normalised again if the model normalises."""
+        n = self.preprocessing.input_shape[0]
+        out = torch.zeros(len(w), self.net.dim)
+        for s in range(0, len(w), 64):
+            part = w[torch.arange(s, min(s + 64, len(w)))]
+            win, owner = windows(part, n, n // 2)
+            emb = torch.cat([self._encode(win[k:k + batch_size])
+                             for k in range(0, len(win), batch_size)])
+            total = torch.zeros(len(part), emb.shape[1]).index_add_(0, owner, emb)
+            out[s:s + len(part)] = total / torch.bincount(owner, minlength=len(part))[:, None]
+        return F.normalize(out, dim=1) if self.net.normalize else out
+
     def _augment_config(self) -> AugmentConfig:
         """The distortions the run trained with (the defaults if it trained without any)."""
         augment = config_from_dict(self.card["config"]).augment
         return augment if augment.enabled else AugmentConfig()
 
-    def to_tensor(self, items: Sequence) -> torch.Tensor:
-        return torch.cat([self.preprocessing.load_input(it) for it in items])
+    def to_tensor(self, items: Sequence) -> torch.Tensor | Waveforms:
+        inputs = [self.preprocessing.load_input(it) for it in items]
+        if self.preprocessing.kind == "audio":
+            return Waveforms.concat(inputs)
+        return torch.cat(inputs)
 
     def embed(self, items) -> np.ndarray:
         """Paths, images or vectors -> (N, D) float32 embeddings. A single item gives (1, D)."""

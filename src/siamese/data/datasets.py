@@ -9,12 +9,14 @@ is dropped from the class names.
 from __future__ import annotations
 
 import os
+import re
 import zipfile
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
+from .audio import is_audio_name, load_waveforms
 from .decoded import decode_to_disk
 from .images import ZipMember, image_is_grey, is_image_name, load_images, resize_arrays
 from .labeled import LabeledData
@@ -49,20 +51,27 @@ def _strip_common_top(classes: list[str]) -> list[str]:
     return classes
 
 
+def _walk(path: Path, accept) -> list[str]:
+    """Files under `path` whose name `accept`s, relative to it, sorted by path component.
+
+    os.walk and strings, not pathlib: 200,000 files are listed in about a second. Hidden files
+    and folders are skipped, symlinked folders not followed; the order is that of the path
+    components (as pathlib sorts), so runs stay comparable."""
+    root, rels = str(path), []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        sub = os.path.relpath(folder, root)
+        prefix = "" if sub == "." else sub.replace(os.sep, "/") + "/"
+        rels += [prefix + n for n in names if not n.startswith(".") and accept(n)
+                 and os.path.isfile(os.path.join(folder, n))]
+    rels.sort(key=lambda r: r.split("/"))
+    return rels
+
+
 def _image_listing(path: Path) -> tuple[list[str], list, list[str]]:
     """(member names relative to the root, sources for reading, display names)."""
     if path.is_dir():
-        # os.walk and strings, not pathlib: 200,000 files are listed in about a second.
-        # Hidden files and folders are skipped, symlinked folders not followed; the order is
-        # that of the path components (as pathlib sorts), so runs stay comparable.
-        root, rels = str(path), []
-        for folder, dirs, names in os.walk(root):
-            dirs[:] = [d for d in dirs if not d.startswith(".")]
-            sub = os.path.relpath(folder, root)
-            prefix = "" if sub == "." else sub.replace(os.sep, "/") + "/"
-            rels += [prefix + n for n in names if not n.startswith(".") and is_image_name(n)
-                     and os.path.isfile(os.path.join(folder, n))]
-        rels.sort(key=lambda r: r.split("/"))
+        rels, root = _walk(path, is_image_name), str(path)
         files = [f"{root}/{r}" for r in rels]
         return rels, files, files
     try:
@@ -129,20 +138,79 @@ def load_image_tree(path: Path, image_size: int, channels: int = 0,
     return LabeledData(x=x, y=y, classes=classes, sources=names, kind="image", groups=groups)
 
 
+def _labels_from_names(rels: list[str], pattern: str, path: Path) -> list[str]:
+    """The class of each file from its name by a regular expression: its group 'label', else
+    its first group, else the whole match (e.g. '^([0-9]+)_' for FSDD's digit)."""
+    try:
+        rx = re.compile(pattern)
+    except re.error as e:
+        raise ConfigError(f"--label-pattern '{pattern}' is not a regular expression ({e})") \
+            from None
+    out = []
+    for r in rels:
+        m = rx.search(PurePosixPath(r).name)
+        if m is None:
+            raise DataError(f"file {path}/{r} does not match --label-pattern '{pattern}'; fix "
+                            "the pattern or move the file out")
+        out.append(m.group("label") if "label" in rx.groupindex else
+                   m.group(1) if rx.groups else m.group(0))
+    return out
+
+
+def load_audio_tree(path: Path, rate: int, label_pattern: str = "") -> LabeledData:
+    """Audio files (WAV, FLAC, OGG) in class folders, or anywhere under `path` with the class
+    taken from the file name by `label_pattern`; read and resampled to `rate` Hz mono."""
+    rels = _walk(path, is_audio_name)
+    if not rels:
+        raise DataError(f"no audio files found in {path}; expected .wav, .flac or .ogg files")
+    if label_pattern:
+        labels = _labels_from_names(rels, label_pattern, path)
+    else:
+        labels = _strip_common_top([_class_of(r) for r in rels])
+        if any(c in (".", "") for c in labels):
+            loose = next(r for r, c in zip(rels, labels, strict=True) if c in (".", ""))
+            raise DataError(f"audio file {path}/{loose} is not inside a class folder; put each "
+                            f"file in {path}/<class>/, or give --label-pattern to read the "
+                            "class from the file name")
+    files = [f"{path}/{r}" for r in rels]
+    x = load_waveforms(files, files, rate)
+    classes = sorted(set(labels))
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.array([index[c] for c in labels], dtype=np.int64)
+    return LabeledData(x=x, y=y, classes=classes, sources=files, kind="audio")
+
+
+def _holds_audio(p: Path) -> bool:
+    """A folder holds audio when the first image or audio file found in it is audio."""
+    if not p.is_dir():
+        return False
+    for _folder, dirs, names in os.walk(p):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for n in sorted(names):
+            if is_image_name(n):
+                return False
+            if is_audio_name(n):
+                return True
+    return False
+
+
 def load_dataset(path: str, image_size: int = 32, channels: int = 0,
                  label_column: str = "label", cache: str = "memory",
-                 budget: int = 0, cache_dir: str = "") -> LabeledData:
+                 budget: int = 0, cache_dir: str = "", sample_rate: int = 16000,
+                 label_pattern: str = "") -> LabeledData:
     """Load any supported data set; `path` "" means the bundled digits.
 
     cache, budget: whether image folders are decoded into memory (see `load_image_tree`);
-    vectors and the digits are always in memory."""
+    vectors, audio and the digits are always in memory."""
     if not path:
         return load_digits_data(image_size)
     p = Path(path)
     if not p.exists():
         raise DataError(f"data path {p} does not exist; give a folder, .zip, .csv or .npy file")
     suffix = p.suffix.lower()
-    if p.is_dir() or suffix == ".zip":
+    if _holds_audio(p):
+        data = load_audio_tree(p, sample_rate, label_pattern)
+    elif p.is_dir() or suffix == ".zip":
         data = load_image_tree(p, image_size, channels, cache, budget, cache_dir)
     elif suffix == ".csv":
         data = load_csv(p, label_column)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from .audio import Waveforms, read_audio
 from .images import array_to_image, decode, to_array
 from .lazy import ImageFiles
 from .loader import read_chunks
@@ -18,10 +19,16 @@ FIT_SAMPLES = 20_000  # the normalisation statistics are taken over at most this
 
 @dataclass
 class Preprocessing:
-    kind: str  # "image" | "vector"
-    input_shape: list[int]  # (C, H, W) or (D,)
-    mean: list[float]  # per channel (images) or per feature (vectors)
+    kind: str  # "image" | "vector" | "audio"
+    input_shape: list[int]  # (C, H, W), (D,), or (crop samples,) for audio
+    mean: list[float]  # per channel (images) or per feature (vectors); audio: [0]
     std: list[float]
+    sample_rate: int = 0  # audio: every input is resampled to this rate
+
+    @classmethod
+    def audio(cls, rate: int, crop_seconds: float) -> Preprocessing:
+        """Waveforms pass as they are: the front end normalises each utterance itself."""
+        return cls("audio", [int(round(rate * crop_seconds))], [0.0], [1.0], rate)
 
     @classmethod
     def fit(cls, x, kind: str, seed: int = 0, workers: int = 0) -> Preprocessing:
@@ -49,12 +56,17 @@ class Preprocessing:
         return cls(kind, list(x.shape[1:]), mean.float().tolist(), std.tolist())
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if self.kind != "audio":
+            d.pop("sample_rate")  # the card of an image or vector run stays as it was
+        return d
 
     def normalize(self, x):
         """(N, *input_shape) -> normalised; `ImageFiles` -> a view normalised when read."""
         if isinstance(x, ImageFiles):
             return x.normalized(self.mean, self.std)
+        if self.kind == "audio":
+            return x
         mean = torch.tensor(self.mean, dtype=x.dtype)
         std = torch.tensor(self.std, dtype=x.dtype)
         if self.kind == "image":
@@ -67,6 +79,11 @@ class Preprocessing:
         Images: a path, bytes, a PIL image, or an array (H, W[, C]) in [0, 1] or 0-255.
         Vectors: a sequence of D numbers.
         """
+        if self.kind == "audio":
+            if not isinstance(item, str | Path | bytes):
+                raise DataError("give an audio file (WAV, FLAC or OGG), as a path or bytes")
+            name = str(item) if not isinstance(item, bytes) else "<upload>"
+            return Waveforms.from_arrays([read_audio(item, name, self.sample_rate)])
         if self.kind == "vector":
             if isinstance(item, str):  # e.g. from the command line: "0.1,2.5,-1"
                 try:

@@ -10,7 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn.metrics import roc_curve  # noqa: E402
+from scipy.stats import norm  # noqa: E402
+from sklearn.metrics import det_curve, roc_curve  # noqa: E402
 
 from ..atomic import atomic_write  # noqa: E402
 
@@ -29,6 +30,24 @@ def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], path: Path
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set(xlabel="false accept rate", ylabel="true accept rate", title="Verification ROC")
     ax.legend(loc="lower right", fontsize=8)
+    _save(fig, path)
+
+
+def plot_det(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], path: Path) -> None:
+    """Detection error trade-off: miss rate against false alarm rate on normal-deviate axes
+    (as speaker verification reports it); curves: name -> (labels, scores, EER)."""
+    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    ticks = np.array([0.001, 0.01, 0.05, 0.2, 0.5])
+    for name, (labels, scores, eer) in curves.items():
+        fpr, fnr, _ = det_curve(labels, scores)
+        ok = (fpr > 0) & (fpr < 1) & (fnr > 0) & (fnr < 1)
+        ax.plot(norm.ppf(fpr[ok]), norm.ppf(fnr[ok]), label=f"{name} (EER {100 * eer:.2f}%)")
+    lim = norm.ppf([0.0005, 0.6])
+    ax.plot(lim, lim, "k:", lw=0.8)
+    ax.set_xticks(norm.ppf(ticks), [f"{100 * t:g}%" for t in ticks])
+    ax.set_yticks(norm.ppf(ticks), [f"{100 * t:g}%" for t in ticks])
+    ax.set(xlim=lim, ylim=lim, xlabel="false alarm rate", ylabel="miss rate", title="DET")
+    ax.legend(loc="upper right", fontsize=8)
     _save(fig, path)
 
 

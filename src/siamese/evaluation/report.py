@@ -11,7 +11,7 @@ import torch
 from ..config import EvalConfig
 from ..data.sampling import sample_pairs
 from .fewshot import few_shot
-from .plots import plot_roc, plot_score_hist
+from .plots import plot_det, plot_roc, plot_score_hist
 from .retrieval import retrieval_metrics
 from .verification import verification_metrics
 
@@ -55,6 +55,8 @@ def write_plots(run: Path, raws: dict[str, dict], metrics: dict, threshold: floa
     curves = {name: (r["labels"], r["scores"], metrics[name]["verification"]["roc_auc"])
               for name, r in raws.items()}
     plot_roc(curves, run / "roc.png")
+    plot_det({name: (r["labels"], r["scores"], metrics[name]["verification"]["eer"])
+              for name, r in raws.items()}, run / "det.png")
     for name, r in raws.items():
         plot_score_hist(r["labels"], r["scores"], threshold, f"Pair similarity: {name}",
                         run / f"scores_{name}.png")
@@ -84,6 +86,7 @@ def format_table(metrics: dict[str, dict]) -> str:
         ("accuracy @ threshold", ("verification", "accuracy"), True),
         ("TAR @ FAR=1e-2", ("verification", "tar@far=1e-2"), True),
         ("TAR @ FAR=1e-3", ("verification", "tar@far=1e-3"), True),
+        ("minDCF (p_target 0.01)", ("verification", "min_dcf@0.01"), False),
     ]:
         rows.append((label, [fmt(get(m, *path), pct) for m in metrics.values()]))
     episodes = sorted({k for m in metrics.values() for k in m.get("few_shot", {})},

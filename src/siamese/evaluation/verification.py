@@ -1,4 +1,5 @@
-"""Verification metrics on scored pairs: ROC AUC, EER, TAR at fixed FAR, threshold accuracy.
+"""Verification metrics on scored pairs: ROC AUC, EER, TAR at fixed FAR, minDCF (speaker
+verification's cost at p_target = 0.01), threshold accuracy.
 
 Scores are similarities (higher = more alike), labels 1 for same class. ROC computations are
 scikit-learn's.
@@ -30,6 +31,16 @@ def tar_at_far(labels: np.ndarray, scores: np.ndarray, far: float) -> float:
     return float(tpr[ok].max()) if ok.any() else 0.0
 
 
+def min_dcf(labels: np.ndarray, scores: np.ndarray, p_target: float = 0.01,
+            c_miss: float = 1.0, c_fa: float = 1.0) -> float:
+    """The minimum normalised detection cost (NIST SRE): over all thresholds, the least
+    c_miss P_miss p_target + c_fa P_fa (1 - p_target), divided by the cost of the better
+    trivial system (accept all or reject all)."""
+    fpr, tpr, _ = roc_curve(labels, scores)
+    cost = c_miss * (1 - tpr) * p_target + c_fa * fpr * (1 - p_target)
+    return float(cost.min() / min(c_miss * p_target, c_fa * (1 - p_target)))
+
+
 def best_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     """The threshold (score >= t means 'same') with the highest accuracy; calibrate on validation
     pairs only, never on test pairs."""
@@ -58,6 +69,7 @@ def verification_metrics(labels: np.ndarray, scores: np.ndarray,
         "eer": equal_error_rate(labels, scores),
         "tar@far=1e-2": tar_at_far(labels, scores, 1e-2),
         "tar@far=1e-3": tar_at_far(labels, scores, 1e-3),
+        "min_dcf@0.01": min_dcf(labels, scores, 0.01),
         "pairs": int(len(labels)),
     }
     if threshold is not None:

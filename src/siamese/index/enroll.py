@@ -41,10 +41,11 @@ def open_gallery(model, index_type: str = "flat") -> Gallery:
     return GalleryStore(_run(model), model, index_type, sweep=False).gallery
 
 
-def labeled_files(path: Path, label: str | None = None) -> tuple[list[Path], list[str]]:
+def labeled_files(path: Path, label: str | None = None,
+                  audio: bool = False) -> tuple[list[Path], list[str]]:
     """A file (label required), a folder of class folders (label = folder), or a flat folder of
-    images (label required)."""
-    files = list_inputs(path)
+    images (or audio files: `audio`) (label required)."""
+    files = list_inputs(path, audio)
     if path.is_dir() and label is None:
         labels = [display(f.parent.relative_to(path).as_posix()) for f in files]
     else:
@@ -59,13 +60,24 @@ def embed_files(model, files: list[Path]) -> np.ndarray:
     return np.concatenate([model.embed(files[i:i + CHUNK]) for i in range(0, len(files), CHUNK)])
 
 
-def enroll(model, store: GalleryStore, files: list[Path], labels: list[str],
-           root: Path | None = None) -> list[str]:
-    """Embed image files and enroll them with copies owned by the gallery. Sources are shown
-    relative to `root`'s parent (what was enrolled), never as absolute server paths."""
+def stored_suffix(model, f: Path) -> str:
+    """The suffix of the gallery's copy: the image's real format, or the audio file's own."""
+    from ..data.audio import AUDIO_SUFFIXES
     from ..data.images import FORMAT_SUFFIX, image_format
 
-    suffixes = [FORMAT_SUFFIX[image_format(f, str(f))[0]] for f in files]
+    if model.preprocessing.kind == "audio":
+        if f.suffix.lower() not in AUDIO_SUFFIXES:
+            raise DataError(f"{display(f)} is not a WAV, FLAC or OGG file")
+        return f.suffix.lower()
+    return FORMAT_SUFFIX[image_format(f, str(f))[0]]
+
+
+def enroll(model, store: GalleryStore, files: list[Path], labels: list[str],
+           root: Path | None = None) -> list[str]:
+    """Embed image (or audio) files and enroll them with copies owned by the gallery. Sources
+    are shown relative to `root`'s parent (what was enrolled), never as absolute server
+    paths."""
+    suffixes = [stored_suffix(model, f) for f in files]
     base = (root or files[0]).resolve().parent if files else Path(".")
     sources = []
     for f in files:
@@ -130,8 +142,6 @@ def reindex_run(model, index_type: str | None = None) -> Gallery:
     """Rebuild the run's gallery from its stored images with the model's weights. Reads only
     the item list, so it also repairs a gallery whose embeddings or index are damaged, or that
     was built with other weights. Galleries of format 1 (sources outside the run) get copies."""
-    from ..data.images import FORMAT_SUFFIX, image_format
-
     path = gallery_path(model)
     if not path.exists():
         raise ArtifactError(f"{path} does not exist; nothing to reindex")
@@ -153,8 +163,7 @@ def reindex_run(model, index_type: str | None = None) -> Gallery:
         fresh.next_id = int(meta["next_id"]) if str(meta.get("next_id", "")).isdigit() else 1
         written: list[Path] = []
         try:
-            files = [f or store.write_copy(i, p, FORMAT_SUFFIX[image_format(p, str(p))[0]],
-                                           written)
+            files = [f or store.write_copy(i, p, stored_suffix(model, p), written)
                      for i, f, p in zip(items["ids"], items["files"], inputs, strict=True)]
             if inputs:
                 fresh.add(embed_files(model, inputs), items["labels"], items["sources"],

@@ -32,8 +32,10 @@ def mean_nonzero(losses: torch.Tensor) -> torch.Tensor:
 
 
 def create_loss(name: str, *, margin: float, distance: str, head: nn.Module | None = None,
-                scale: float = 10.0, normalize: bool = True) -> TupleLoss:
+                scale: float = 10.0, normalize: bool = True, classes: int = 0, dim: int = 0,
+                subcenters: int = 1) -> TupleLoss:
     """normalize: whether the model L2-normalises its embeddings (how a distance maps to a
-    similarity in [0, 1])."""
+    similarity in [0, 1]); classes, dim, subcenters: for the losses with a weight per training
+    class (arcface, cosface)."""
     return LOSSES.create(name, margin=margin, distance=distance, head=head, scale=scale,
-                         normalize=normalize)
+                         normalize=normalize, classes=classes, dim=dim, subcenters=subcenters)

@@ -31,5 +31,5 @@ class ContrastiveLoss(TupleLoss):
 
 @LOSSES.register("contrastive")
 def _contrastive(margin: float, distance: str, head, scale: float,
-                 normalize: bool) -> ContrastiveLoss:
+                 normalize: bool, **_) -> ContrastiveLoss:
     return ContrastiveLoss(margin, distance)

@@ -29,5 +29,6 @@ class SimilarityMSELoss(TupleLoss):
 
 
 @LOSSES.register("mse")
-def _mse(margin: float, distance: str, head, scale: float, normalize: bool) -> SimilarityMSELoss:
+def _mse(margin: float, distance: str, head, scale: float, normalize: bool,
+         **_) -> SimilarityMSELoss:
     return SimilarityMSELoss(distance, normalize)

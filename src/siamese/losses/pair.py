@@ -27,5 +27,5 @@ class PairBCELoss(TupleLoss):
 
 @LOSSES.register("pair")
 def _pair(margin: float, distance: str, head, scale: float,
-          normalize: bool) -> PairBCELoss:
+          normalize: bool, **_) -> PairBCELoss:
     return PairBCELoss(head)

@@ -41,5 +41,5 @@ class PrototypicalLoss(TupleLoss):
 
 @LOSSES.register("proto")
 def _proto(margin: float, distance: str, head, scale: float,
-           normalize: bool) -> PrototypicalLoss:
+           normalize: bool, **_) -> PrototypicalLoss:
     return PrototypicalLoss(distance, scale)

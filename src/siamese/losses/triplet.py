@@ -29,5 +29,5 @@ class TripletLoss(TupleLoss):
 
 @LOSSES.register("triplet")
 def _triplet(margin: float, distance: str, head, scale: float,
-             normalize: bool) -> TripletLoss:
+             normalize: bool, **_) -> TripletLoss:
     return TripletLoss(margin, distance)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..config import Config
+from .audio import build_audio_encoder
 from .encoders import create_encoder, default_encoder
 from .siamese import SiameseNet
 from .twin import TwinRegressor
@@ -20,7 +21,14 @@ def build_net(cfg: Config, input_shape: list[int], kind: str,
     """train.task regression: a TwinRegressor holding `anchors` training rows (its embeddings
     not normalised: they feed the difference head, not a distance)."""
     name = cfg.model.encoder if cfg.model.encoder != "auto" else default_encoder(kind)
-    encoder = create_encoder(name, tuple(input_shape), cfg.model.width)
+    if kind == "audio":  # the log-mel front end is part of the encoder
+        augment = cfg.augment
+        encoder = build_audio_encoder(
+            name, cfg.data.sample_rate, cfg.data.n_mels, cfg.model.width,
+            augment.freq_mask if augment.enabled else 0,
+            augment.time_mask if augment.enabled else 0)
+    else:
+        encoder = create_encoder(name, tuple(input_shape), cfg.model.width)
     if cfg.train.task == "regression":
         net = SiameseNet(encoder, cfg.model.embedding_dim, False, scorer="euclidean")
         return TwinRegressor(net, input_shape[0], cfg.model.head_hidden, anchors)

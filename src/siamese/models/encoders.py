@@ -15,6 +15,7 @@ from ..registry import Registry
 
 ENCODERS = Registry("encoder")
 IMAGE_ENCODERS = {"conv4", "koch", "resnet"}
+AUDIO_ENCODERS = {"audio_resnet", "ecapa"}  # over (1, mels, frames): models/audio.py
 
 
 def _finish(body: nn.Module, input_shape: tuple[int, ...]) -> nn.Module:
@@ -120,4 +121,7 @@ def create_encoder(name: str, input_shape: tuple[int, ...], width: int = 64) -> 
 
 
 def default_encoder(kind: str) -> str:
-    return "conv4" if kind == "image" else "mlp"
+    return {"image": "conv4", "audio": "audio_resnet"}.get(kind, "mlp")
+
+
+from . import audio  # noqa: E402,F401  registers the audio encoders

@@ -43,9 +43,11 @@ from .task import PairTask
 
 def pair_losses() -> list[str]:
     """The registry's losses that train on explicit pairs (their tuples are pairs)."""
-    head = PairHead(1)
-    return [n for n in LOSSES.names()
-            if create_loss(n, margin=1.0, distance="euclidean", head=head).tuple_kind == "pair"]
+    with torch.random.fork_rng(devices=[]):  # making them draws weights: not from the run's
+        head = PairHead(1)
+        return [n for n in LOSSES.names()
+                if create_loss(n, margin=1.0, distance="euclidean", head=head, classes=2,
+                               dim=1).tuple_kind == "pair"]
 
 
 def _inputs(cfg: Config) -> tuple[Pairs, object, str]:

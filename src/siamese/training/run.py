@@ -98,7 +98,27 @@ def new_card(cfg: Config, d: Dist, workers: int, amp: torch.dtype | None, **fiel
     }
 
 
-def _restore(out: Path, net: torch.nn.Module, optimizer: torch.optim.Optimizer,
+class _Resumable:
+    """What a resume needs beyond the optimizer: the model's weights and the loss's own (e.g.
+    arcface's class weights, which the saved model leaves out), the latter under 'loss:'."""
+
+    def __init__(self, net: torch.nn.Module, loss: torch.nn.Module | None) -> None:
+        self.net, self.loss = net, loss
+
+    def state_dict(self) -> dict:
+        state = dict(self.net.state_dict())
+        if self.loss is not None:
+            state.update({f"loss:{k}": v for k, v in self.loss.state_dict().items()})
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.net.load_state_dict({k: v for k, v in state.items() if not k.startswith("loss:")})
+        if self.loss is not None:
+            self.loss.load_state_dict({k[5:]: v for k, v in state.items()
+                                       if k.startswith("loss:")})
+
+
+def _restore(out: Path, net: _Resumable, optimizer: torch.optim.Optimizer,
              d: Dist) -> tuple[int, float, list[dict]]:
     """Load the last checkpoint into net and optimizer: (next epoch, best score, history).
     Rank 0 reads it and hands it to the other ranks (the run folder may be on its machine
@@ -112,25 +132,29 @@ def _restore(out: Path, net: torch.nn.Module, optimizer: torch.optim.Optimizer,
 
 def fit_run(cfg: Config, out: Path, d: Dist, task: Task, optimizer: torch.optim.Optimizer,
             loader: DataLoader, card: dict, validate: Callable[[], float] | None,
-            score_name: str, resume: bool, quiet: bool, amp: torch.dtype | None) -> Trainer:
+            score_name: str, resume: bool, quiet: bool, amp: torch.dtype | None,
+            loss: torch.nn.Module | None = None) -> Trainer:
     """Train `task` to the end of its schedule and keep the weights the config asks for (the
     best by `validate`, higher is better, logged as `score_name`, or the last) in
-    out/model.safetensors. Rank 0 validates, checkpoints and prints."""
+    out/model.safetensors. Rank 0 validates, checkpoints and prints. `loss`: a loss with
+    weights of its own, kept in the resume checkpoint only."""
     net = task.module
+    resumable = _Resumable(net, loss if loss is not None and any(True for _ in
+                                                                   loss.parameters()) else None)
 
     def on_best(trainer: Trainer, logs: dict) -> None:
         save_tensors(out / "model.safetensors", net.state_dict())
         write_card(out, {**card, "history": trainer.history + [logs]})
 
     def save_last(trainer: Trainer, meta: dict) -> None:
-        save_checkpoint(out, net, optimizer,
+        save_checkpoint(out, resumable, optimizer,
                         {"epoch": meta["epoch"], "best_score": meta["best_score"],
                          "history": trainer.history + [meta]})
 
     start_epoch, best = 0, -np.inf
     history: list[dict] = []
     if resume:
-        start_epoch, best, history = _restore(out, net, optimizer, d)
+        start_epoch, best, history = _restore(out, resumable, optimizer, d)
         if not quiet:
             print(f"resuming {out} from epoch {start_epoch}", file=sys.stderr)
     callbacks = []

@@ -45,11 +45,13 @@ class MetricLearningTask(Task):
 
     def step(self, batch, gen: torch.Generator) -> torch.Tensor:
         x, y = batch
-        x = x.to(self.device, non_blocking=True)
+        if isinstance(x, torch.Tensor):
+            x = x.to(self.device, non_blocking=True)
         y = y.to(self.device, non_blocking=True)
         if self.augment is not None:  # this rank's rows of the global batch's distortions
             x = self.augment(x, gen, offset=self.dist.rank * len(x),
-                             total=self.dist.world * len(x))
+                             total=self.dist.world * len(x))  # (audio: crops, on the CPU)
+            x = x.to(self.device, non_blocking=True)
         (emb,) = self.model(x)
         emb, y = gather(emb.float(), self.dist), gather(y, self.dist)
         with torch.autocast(emb.device.type, enabled=False):  # mining and loss in fp32

@@ -1,0 +1,149 @@
+"""Audio: reading WAV/FLAC/OGG files into mono waveforms at one sample rate, and `Waveforms`, a
+batch of utterances of different lengths.
+
+- any sample rate, resampled with soxr (the resampler of SoX: high quality, fast);
+- any channel count, mixed down to mono; any sample format, as float in [-1, 1];
+- unreadable, empty and silent files are refused with a one-line `DataError` naming the file.
+
+Training sees fixed-length crops (`crop`); evaluation embeds whole utterances in sliding
+windows of that length (`windows`), averaged.
+"""
+
+from __future__ import annotations
+
+import io
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
+MAX_SECONDS = 600.0  # per file: a longer recording is almost surely not one utterance
+SILENCE = 1e-4  # peak amplitude below which a recording holds nothing to learn from
+
+
+def is_audio_name(name: str) -> bool:
+    return Path(name).suffix.lower() in AUDIO_SUFFIXES
+
+
+def read_audio(source, name: str, rate: int) -> np.ndarray:
+    """A path or bytes -> (samples,) float32 mono at `rate` Hz."""
+    import soundfile
+    import soxr
+
+    try:
+        f = soundfile.SoundFile(io.BytesIO(source) if isinstance(source, bytes) else source)
+    except (soundfile.LibsndfileError, RuntimeError, OSError) as e:
+        raise DataError(f"cannot read audio file {name} ({str(e).splitlines()[0][:80]}); give "
+                        "a WAV, FLAC or OGG file") from None
+    with f:
+        if f.frames > MAX_SECONDS * f.samplerate:
+            raise DataError(f"audio file {name} lasts {f.frames / f.samplerate:.0f} s; at most "
+                            f"{MAX_SECONDS:.0f} s per file: cut it into utterances")
+        try:
+            a = f.read(dtype="float32", always_2d=True)
+        except (soundfile.LibsndfileError, RuntimeError) as e:
+            raise DataError(f"audio file {name} is damaged ({str(e)[:60]})") from None
+        sr = f.samplerate
+    if len(a) == 0:
+        raise DataError(f"audio file {name} holds no samples; remove it")
+    a = a.mean(axis=1)
+    if not np.isfinite(a).all():
+        raise DataError(f"audio file {name} holds nan or inf samples; re-encode it")
+    if np.abs(a).max() < SILENCE:
+        raise DataError(f"audio file {name} is silent; remove it")
+    if sr != rate:
+        a = soxr.resample(a, sr, rate).astype(np.float32)
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Waveforms:
+    """Utterances of different lengths in one flat tensor: utterance i is
+    data[start[i]:start[i] + length[i]]. Indexing and `take` give views (no copy)."""
+
+    data: torch.Tensor  # (total samples,) float32
+    start: torch.Tensor  # (N,) int64
+    length: torch.Tensor  # (N,) int64
+
+    @classmethod
+    def from_arrays(cls, arrays: list[np.ndarray]) -> Waveforms:
+        lengths = torch.tensor([len(a) for a in arrays], dtype=torch.int64)
+        starts = torch.cumsum(lengths, 0) - lengths
+        data = torch.from_numpy(np.concatenate(arrays)) if arrays else torch.zeros(0)
+        return cls(data, starts, lengths)
+
+    @classmethod
+    def concat(cls, parts: list[Waveforms]) -> Waveforms:
+        return cls.from_arrays([p.get(i).numpy() for p in parts for i in range(len(p))])
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (len(self),)
+
+    def get(self, i: int) -> torch.Tensor:
+        s = int(self.start[i])
+        return self.data[s:s + int(self.length[i])]
+
+    def __getitem__(self, index) -> Waveforms:
+        index = torch.as_tensor(index, dtype=torch.int64).reshape(-1)
+        return Waveforms(self.data, self.start[index], self.length[index])
+
+    def take(self, index: np.ndarray) -> Waveforms:
+        return self[torch.from_numpy(np.asarray(index, dtype=np.int64))]
+
+    def seconds(self, rate: int) -> float:
+        return float(self.length.sum()) / rate
+
+
+def _fit(w: torch.Tensor, n: int) -> torch.Tensor:
+    """A waveform shorter than n samples repeated until it is n long."""
+    if len(w) >= n:
+        return w
+    return w.repeat(-(-n // len(w)))[:n]
+
+
+def crop(w: Waveforms, n: int, gen: torch.Generator | None, offset: int = 0,
+         total: int | None = None) -> torch.Tensor:
+    """(B, n) crops: random positions drawn by `gen` for the rows offset.. of a batch of `total`
+    (so that ranks agree on the global batch's crops), or the middle with gen None."""
+    total = total or len(w)
+    u = torch.rand(total, generator=gen)[offset:offset + len(w)] if gen is not None else \
+        torch.full((len(w),), 0.5)
+    out = torch.empty(len(w), n)
+    for i in range(len(w)):
+        x = _fit(w.get(i), n)
+        s = int(u[i] * (len(x) - n + 1)) if len(x) > n else 0
+        out[i] = x[s:s + n]
+    return out
+
+
+def windows(w: Waveforms, n: int, hop: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every utterance cut into windows of n samples, `hop` apart (the last one ending at the
+    utterance's end; a short utterance repeated to n): (M, n) windows and the (M,) utterance
+    each belongs to."""
+    out, owner = [], []
+    for i in range(len(w)):
+        x = _fit(w.get(i), n)
+        starts = list(range(0, len(x) - n + 1, hop))
+        if starts[-1] != len(x) - n:
+            starts.append(len(x) - n)
+        out += [x[s:s + n] for s in starts]
+        owner += [i] * len(starts)
+    if not out:
+        return torch.zeros(0, n), torch.zeros(0, dtype=torch.int64)
+    return torch.stack(out), torch.tensor(owner)
+
+
+def load_waveforms(sources: list, names: list[str], rate: int, threads: int = 4) -> Waveforms:
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        arrays = list(pool.map(lambda i: read_audio(sources[i], names[i], rate),
+                               range(len(sources))))
+    return Waveforms.from_arrays(arrays)

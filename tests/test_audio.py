@@ -1,0 +1,165 @@
+"""Audio: reading (formats, rates, channels, bad files), the log-mel front end against
+librosa, crops and windows, and end-to-end runs on synthetic clips and on FSDD."""
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import siamese
+from siamese.cli import main
+from siamese.data.audio import Waveforms, crop, read_audio, windows
+from siamese.errors import DataError
+from siamese.models.audio import LogMel, mel_filterbank
+
+DATA = Path(os.environ.get("SIAMESE_DATA", Path(__file__).parents[2] / "shared" / "data"))
+
+
+def _tone(freq: float, rate: int, seconds: float, harmonics=(1.0,)) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return sum(a * np.sin(2 * np.pi * freq * (k + 1) * t) for k, a in enumerate(harmonics)) * 0.3
+
+
+@pytest.mark.parametrize("fmt, rate, channels", [("wav", 44100, 2), ("flac", 8000, 1),
+                                                 ("ogg", 22050, 1)])
+def test_any_format_rate_and_channel_count_becomes_mono_at_the_model_rate(tmp_path, fmt, rate,
+                                                                          channels):
+    mono = _tone(440.0, rate, 1.0)
+    data = np.stack([mono, mono * 0.5], 1) if channels == 2 else mono
+    path = tmp_path / f"x.{fmt}"
+    sf.write(path, data, rate)
+    a = read_audio(str(path), str(path), 16000)
+    assert a.dtype == np.float32 and a.ndim == 1
+    assert abs(len(a) - 16000) <= 2  # one second at the new rate
+    spectrum = np.abs(np.fft.rfft(a))
+    assert np.argmax(spectrum) == pytest.approx(440, abs=2)  # the pitch survives resampling
+    if channels == 2 and fmt == "wav":  # mixed down: the mean of the channels
+        assert np.abs(a).max() == pytest.approx(0.3 * 0.75, rel=0.02)
+
+
+def test_unreadable_empty_and_silent_files_are_refused_naming_the_file(tmp_path):
+    (tmp_path / "text.wav").write_text("not audio")
+    sf.write(tmp_path / "empty.wav", np.zeros(0), 8000)
+    sf.write(tmp_path / "silent.wav", np.zeros(8000), 8000)
+    for name, message in [("text.wav", "cannot read audio file .*text.wav"),
+                          ("empty.wav", "empty.wav holds no samples"),
+                          ("silent.wav", "silent.wav is silent")]:
+        with pytest.raises(DataError, match=message):
+            read_audio(str(tmp_path / name), str(tmp_path / name), 8000)
+
+
+@pytest.mark.parametrize("rate, n_mels", [(16000, 64), (8000, 40)])
+def test_the_filterbank_and_log_mel_match_librosa(rate, n_mels):
+    librosa = pytest.importorskip("librosa")
+    fe = LogMel(rate, n_mels).eval()
+    want = librosa.filters.mel(sr=rate, n_fft=fe.n_fft, n_mels=n_mels)
+    np.testing.assert_allclose(mel_filterbank(rate, fe.n_fft, n_mels), want, atol=1e-6)
+    x = np.random.default_rng(0).normal(0, 0.1, rate).astype(np.float32)
+    power = librosa.feature.melspectrogram(
+        y=x, sr=rate, n_fft=fe.n_fft, hop_length=fe.hop, win_length=fe.win, window="hann",
+        center=True, pad_mode="reflect", power=2.0, n_mels=n_mels)
+    ref = np.log(power + 1e-6)
+    ref -= ref.mean(1, keepdims=True)
+    got = fe(torch.from_numpy(x)[None])[0, 0].numpy()
+    assert got.shape == ref.shape == (n_mels, fe.frames(rate))
+    np.testing.assert_allclose(got, ref, atol=2e-3)
+
+
+def test_spec_augment_masks_only_in_training():
+    fe = LogMel(8000, 40, freq_mask=8, time_mask=10)
+    x = torch.randn(4, 8000) * 0.1
+    torch.manual_seed(0)
+    masked = fe.train()(x)
+    clean = fe.eval()(x)
+    zeroed = (masked == 0) & (clean != 0)
+    assert zeroed.any() and torch.equal(masked[~zeroed], clean[~zeroed])
+
+
+def test_crops_and_windows_cover_every_utterance():
+    w = Waveforms.from_arrays([np.arange(10, dtype=np.float32), np.arange(3, dtype=np.float32)])
+    c = crop(w, 4, torch.Generator().manual_seed(0))
+    assert c.shape == (2, 4)
+    s = int(c[0, 0])
+    assert c[0].tolist() == list(range(s, s + 4))  # a contiguous piece of the first
+    assert c[1].tolist() == [0, 1, 2, 0]  # the short one repeated to length
+    win, owner = windows(w, 4, 2)
+    assert owner.tolist() == [0, 0, 0, 0, 1]
+    assert win[3].tolist() == [6, 7, 8, 9]  # the last window ends at the end
+    # ranks draw the rows of the global batch's crops
+    g = [torch.Generator().manual_seed(5) for _ in range(3)]
+    full = crop(Waveforms.concat([w, w]), 4, g[0])
+    torch.testing.assert_close(torch.cat([crop(w, 4, g[1], 0, 4), crop(w, 4, g[2], 2, 4)]),
+                               full)
+
+
+def _voices(root: Path, rate: int = 8000, speakers: int = 4, clips: int = 5,
+            flat: bool = False) -> Path:
+    """Synthetic 'speakers': each a pitch and a harmonic recipe, clips with noise."""
+    rng = np.random.default_rng(0)
+    for s in range(speakers):
+        pitch, harmonics = 120 + 70 * s, rng.uniform(0.2, 1.0, 4)
+        for c in range(clips):
+            x = _tone(pitch * rng.uniform(0.97, 1.03), rate, rng.uniform(0.6, 1.2), harmonics)
+            x = x + rng.normal(0, 0.02, len(x))
+            path = root / (f"{s}_spk_{c}.wav" if flat else f"spk{s}/{c}.wav")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, x, rate)
+    return root
+
+
+AUDIO_RUN = ["--sample-rate", "8000", "--crop-seconds", "0.5", "--width", "4",
+             "--batch-size", "16", "--quiet"]
+
+
+def test_an_audio_run_trains_compares_and_embeds(tmp_path, capsys):
+    root = _voices(tmp_path / "voices")
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(root), "--epochs", "2", "--split", "samples",
+                 "--out", str(out), *AUDIO_RUN]) == 0
+    model = siamese.load(out)
+    assert model.preprocessing.kind == "audio" and model.preprocessing.sample_rate == 8000
+    assert model.card["config"]["model"]["encoder"] == "audio_resnet"
+    a, b = root / "spk0/0.wav", root / "spk0/1.wav"
+    capsys.readouterr()
+    assert main(["compare", str(out), str(a), str(b)]) == 0
+    assert capsys.readouterr().out.startswith("similarity ")
+    e = model.embed([a, b, root / "spk3/0.wav"])
+    assert e.shape == (3, model.net.dim) and np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)
+    # whole utterances: the same clip gives the same embedding, whatever else is in the batch
+    np.testing.assert_allclose(model.embed([a])[0], e[0], atol=1e-5)
+    assert main(["embed", str(out), str(root), "--out", str(tmp_path / "e.npy")]) == 0
+    assert np.load(tmp_path / "e.npy").shape == (20, model.net.dim)
+
+
+def test_labels_from_file_names_by_pattern(tmp_path, capsys):
+    root = _voices(tmp_path / "flat", flat=True)
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(root), "--label-pattern", r"^(\d+)_", "--epochs", "1",
+                 "--split", "samples", "--out", str(out), *AUDIO_RUN]) == 0
+    assert siamese.load(out).card["data"]["classes"] == 4
+    sf.write(root / "stray.wav", _tone(300, 8000, 0.5), 8000)
+    capsys.readouterr()
+    assert main(["train", "--data", str(root), "--label-pattern", r"^(\d+)_", "--out",
+                 str(tmp_path / "r2"), *AUDIO_RUN]) == 2
+    err = capsys.readouterr().err
+    assert "stray.wav does not match --label-pattern" in err and not (tmp_path / "r2").exists()
+    assert main(["train", "--data", str(root), "--label-pattern", "(", "--out",
+                 str(tmp_path / "r3"), *AUDIO_RUN]) == 2
+    assert "is not a regular expression" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (DATA / "fsdd" / "recordings").is_dir(), reason="no FSDD in shared data")
+def test_fsdd_digits_end_to_end(tmp_path):
+    src = DATA / "fsdd" / "recordings"
+    for f in sorted(src.glob("[0-3]_*_?.wav")):  # 4 digits x 6 speakers x 10 takes
+        shutil.copy(f, tmp_path / f.name)
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path), "--label-pattern", r"^(\d)_", "--epochs",
+                 "5", "--split", "samples", "--out", str(out), "--sample-rate", "8000",
+                 "--crop-seconds", "0.5", "--width", "8", "--batch-size", "32", "--quiet"]) == 0
+    m = siamese.load(out).card["metrics"]["seen"]["verification"]
+    assert m["roc_auc"] > 0.7  # spoken digits are told apart after seconds of training
