@@ -78,6 +78,8 @@ def main() -> None:
     ap.add_argument("--out", default="results/speaker_verification.json")
     ap.add_argument("--runs", default="runs/speakers", help="run folders: <runs>_seed<k>")
     ap.add_argument("--data-dir", default=os.environ.get("SIAMESE_DATA", "../shared/data"))
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="change the recipe (e.g. model.encoder=\"audio_resnet\")")
     args = ap.parse_args()
     root = Path(args.data_dir) / "librispeech"
     if not (root / "test-other").is_dir():
@@ -86,11 +88,16 @@ def main() -> None:
     cfg = tomllib.loads(Path(args.config).read_text())
     cfg["data"]["path"] = str(root / "train-clean-100")
     cfg["train"]["max_minutes"] = args.budget_minutes
+    for item in args.set:
+        key, _, value = item.partition("=")
+        section, name = key.split(".")
+        cfg.setdefault(section, {})[name] = json.loads(value)
     rate = cfg["data"]["sample_rate"]
     test = load_audio_tree(root / "test-other", rate)
     train = load_audio_tree(root / "train-clean-100", rate)
     i, j, y = all_pairs(test.y)
     result = {"machine": machine_info(), "budget_minutes": args.budget_minutes,
+              "recipe": cfg,
               "pairs": len(y), "same_speaker_pairs": int(y.sum()),
               "baselines": baselines(train, test, rate), "seeds": []}
     for seed in range(args.seeds):

@@ -163,3 +163,18 @@ def test_fsdd_digits_end_to_end(tmp_path):
                  "--crop-seconds", "0.5", "--width", "8", "--batch-size", "32", "--quiet"]) == 0
     m = siamese.load(out).card["metrics"]["seen"]["verification"]
     assert m["roc_auc"] > 0.7  # spoken digits are told apart after seconds of training
+
+
+def test_noise_is_added_at_the_drawn_signal_to_noise_ratio():
+    from siamese.data.audio import add_noise
+
+    x = torch.from_numpy(np.stack([_tone(200 + 50 * k, 8000, 1.0) for k in range(6)])).float()
+    out = add_noise(x, 10.0, torch.Generator().manual_seed(0))
+    u = torch.rand(6, 2, generator=torch.Generator().manual_seed(0))
+    gain = 10 ** ((12 * u[:, 1] - 6) / 20)
+    noise = out / gain[:, None] - x
+    snr = 10 * torch.log10(x.pow(2).mean(1) / noise.pow(2).mean(1))
+    torch.testing.assert_close(snr, 10 + 20 * u[:, 0], atol=0.3, rtol=0)  # as drawn
+    halves = [add_noise(x[:3], 10.0, torch.Generator().manual_seed(0), 0, 6),
+              add_noise(x[3:], 10.0, torch.Generator().manual_seed(0), 3, 6)]
+    torch.testing.assert_close(torch.cat(halves), out)  # ranks draw the global batch's rows

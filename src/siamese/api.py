@@ -11,7 +11,7 @@ import torch
 from .artifact import read_card, read_json, write_card
 from .atomic import atomic_write_json
 from .config import Config, EvalConfig, config_from_dict
-from .data.audio import Waveforms, crop
+from .data.audio import Waveforms, add_noise, crop
 from .data.datasets import load_dataset
 from .data.labeled import LabeledData
 from .data.lazy import ImageFiles
@@ -52,6 +52,16 @@ def _load(cfg: Config, pre: Preprocessing | None = None) -> LabeledData:
     return load_dataset(cfg.data.path, size, channels, cfg.data.label_column,
                         cfg.data.cache, cache_budget(cfg), cfg.data.cache_dir,
                         cfg.data.sample_rate, cfg.data.label_pattern)
+
+
+def _pieces(data: LabeledData, crop: int, most: int) -> LabeledData:
+    """Audio: each utterance cut into as many pieces as it holds crops (at most `most`), each
+    piece a sample of the utterance's class: one long recording of a speaker gives positive
+    pairs, from different moments of it."""
+    x, owner = data.x.segments(np.clip(data.x.length.numpy() // crop, 1, most))
+    return LabeledData(x=x, y=data.y[owner], classes=data.classes,
+                       sources=[data.sources[i] for i in owner], kind=data.kind,
+                       groups=data.groups)
 
 
 def _cache_kind(x) -> str:
@@ -120,16 +130,15 @@ def _train(cfg: Config, out: Path, d: Dist, resume: bool, force: bool, quiet: bo
     else:
         pre = from_main(Preprocessing.fit(train_set.x, data.kind, cfg.train.seed, n_workers)
                         if d.main else None, d)
+    val_set = data.subset(split.val) if len(split.val) else None
+    if data.kind == "audio":  # a long utterance: its pieces are samples (crops of each)
+        train_set = _pieces(train_set, pre.input_shape[0], 8)
+        val_set = _pieces(val_set, pre.input_shape[0], 4) if val_set is not None else None
     x_train, y_train = pre.normalize(train_set.x), train_set.y
-    if data.kind == "audio":  # a long utterance gives several crops: several samples
-        reps = np.clip(train_set.x.length.numpy() // pre.input_shape[0], 1, 8)
-        index = np.repeat(np.arange(len(y_train)), reps)
-        x_train, y_train = x_train.take(index), y_train[index]
     train_classes, train_groups = train_set.classes, train_set.groups
     if (cfg.data.class_rotations or cfg.data.class_flips) and data.kind == "image":
         x_train, y_train, train_classes, train_groups = add_transformed_classes(
             x_train, y_train, train_classes, train_groups, flips=cfg.data.class_flips)
-    val_set = data.subset(split.val) if len(split.val) else None
 
     net = build_net(cfg, pre.input_shape, data.kind).to(device)
     loss_fn = create_loss(cfg.loss.name, margin=cfg.loss.margin, distance=cfg.loss.distance,
@@ -175,7 +184,10 @@ def _train(cfg: Config, out: Path, d: Dist, resume: bool, force: bool, quiet: bo
     elif data.kind == "audio":  # random crops (SpecAugment runs in the front end)
         def augment(x: Waveforms, gen: torch.Generator, offset: int = 0,
                     total: int | None = None) -> torch.Tensor:
-            return crop(x, pre.input_shape[0], gen, offset, total)
+            out = crop(x, pre.input_shape[0], gen, offset, total)
+            if cfg.augment.enabled and cfg.augment.noise_snr > 0:
+                out = add_noise(out, cfg.augment.noise_snr, gen, offset, total)
+            return out
 
     loader = make_loader(IndexedSamples(x_train, y_train), RankBatches(sampler, d.rank, d.world),
                          n_workers, pin_memory=device.startswith("cuda"))

@@ -71,6 +71,8 @@ class AugmentConfig:
     translate: float = 0.1  # +- fraction of the image size
     freq_mask: int = 8  # audio (SpecAugment): mask up to this many mel bands of each crop
     time_mask: int = 20  # ... and up to this many 10 ms frames
+    noise_snr: float = 0.0  # audio: white noise at SNR in [noise_snr, noise_snr + 20] dB, and
+    # a +-6 dB gain, on each crop; 0 = off
 
 
 @dataclass

@@ -99,6 +99,16 @@ class Waveforms:
     def take(self, index: np.ndarray) -> Waveforms:
         return self[torch.from_numpy(np.asarray(index, dtype=np.int64))]
 
+    def segments(self, parts: np.ndarray) -> tuple[Waveforms, np.ndarray]:
+        """Utterance i cut into parts[i] consecutive pieces of equal length (views) ->
+        (the pieces, the utterance of each)."""
+        parts = np.asarray(parts, dtype=np.int64)
+        owner = np.repeat(np.arange(len(self)), parts)
+        k = np.concatenate([np.arange(p) for p in parts]) if len(parts) else owner
+        piece = self.length.numpy()[owner] // parts[owner]
+        start = self.start.numpy()[owner] + k * piece
+        return Waveforms(self.data, torch.from_numpy(start), torch.from_numpy(piece)), owner
+
     def seconds(self, rate: int) -> float:
         return float(self.length.sum()) / rate
 
@@ -123,6 +133,20 @@ def crop(w: Waveforms, n: int, gen: torch.Generator | None, offset: int = 0,
         s = int(u[i] * (len(x) - n + 1)) if len(x) > n else 0
         out[i] = x[s:s + n]
     return out
+
+
+def add_noise(x: torch.Tensor, min_snr_db: float, gen: torch.Generator, offset: int = 0,
+              total: int | None = None) -> torch.Tensor:
+    """White noise at a random signal-to-noise ratio in [min_snr_db, min_snr_db + 20] dB and
+    a random gain of +-6 dB on each crop (rows offset.. of a batch of `total`, as `crop`)."""
+    total = total or len(x)
+    u = torch.rand(total, 2, generator=gen)[offset:offset + len(x)]
+    noise = torch.randn(total, x.shape[1], generator=gen)[offset:offset + len(x)]
+    snr = min_snr_db + 20 * u[:, 0]
+    power = x.pow(2).mean(1).clamp_min(1e-10)
+    scale = (power / 10 ** (snr / 10)).sqrt()
+    gain = 10 ** ((12 * u[:, 1] - 6) / 20)
+    return (x + noise * scale[:, None]) * gain[:, None]
 
 
 def windows(w: Waveforms, n: int, hop: int) -> tuple[torch.Tensor, torch.Tensor]:
