@@ -153,6 +153,11 @@ def test_pairs_of_vector_rows_train_and_bad_row_numbers_are_refused(tmp_path, ca
     assert siamese.load(out).preprocessing.input_shape == [64]
     assert main(["evaluate", str(out), "--pairs", str(tmp_path / "p.csv"), "--data",
                  str(tmp_path / "vec.csv"), "--out", str(tmp_path)]) == 0
+    (tmp_path / "same.csv").write_text("a,b,label\n0,1,1\n3,4,1\n")
+    capsys.readouterr()
+    assert main(["train", "--pairs", str(tmp_path / "same.csv"), "--data",
+                 str(tmp_path / "vec.csv"), "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert "every pair has the label 1" in capsys.readouterr().err
     (tmp_path / "bad.csv").write_text("a,b,label\n0,1,1\n3,120,0\n")
     capsys.readouterr()
     assert main(["train", "--pairs", str(tmp_path / "bad.csv"), "--data",

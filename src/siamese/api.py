@@ -29,12 +29,12 @@ from .model import Model
 from .models.build import build_net
 from .models.encoders import default_encoder
 from .names import raw_bytes
-from .training.distributed import Dist, check_batch, first_on_each_machine, from_main, rank_device
+from .training.distributed import Dist, check_batch, first_on_each_machine, from_main
 from .training.distributed import finish as dist_finish
 from .training.distributed import from_env as dist_from_env
-from .training.engine import amp_dtype, cache_budget
+from .training.engine import cache_budget
 from .training.engine import workers as engine_workers
-from .training.run import device_of, fit_run, new_card, run_config, start_folder
+from .training.run import device_of, fit_run, new_card, run_config, start_folder, start_run
 from .training.task import MetricLearningTask
 
 
@@ -110,11 +110,7 @@ def train(config: Config | dict | None = None, out: str | Path = "runs/latest", 
 
 
 def _train(cfg: Config, out: Path, d: Dist, resume: bool, force: bool, quiet: bool) -> Model:
-    device = rank_device(cfg.train.device, d)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    torch.manual_seed(cfg.train.seed)
-    amp = amp_dtype(cfg.train.amp, device)
+    device, amp = start_run(cfg, d)
 
     with first_on_each_machine(d, when=cfg.data.cache == "disk"):  # one cache file a machine
         data = _load(cfg)

@@ -34,10 +34,10 @@ from ..models.build import build_net
 from ..models.encoders import default_encoder
 from ..models.siamese import PairHead
 from ..names import raw_bytes
-from .distributed import Dist, first_on_each_machine, from_main, rank_device
-from .engine import amp_dtype, cache_budget
+from .distributed import Dist, first_on_each_machine, from_main
+from .engine import cache_budget
 from .engine import workers as engine_workers
-from .run import fit_run, new_card, start_folder
+from .run import fit_run, new_card, start_folder, start_run
 from .task import PairTask
 
 
@@ -87,16 +87,16 @@ def _split(pairs: Pairs, fraction: float, seed: int) -> tuple[np.ndarray, np.nda
 
 def train_pairs(cfg: Config, out: Path, d: Dist, resume: bool, force: bool,
                 quiet: bool) -> Model:
-    device = rank_device(cfg.train.device, d)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    torch.manual_seed(cfg.train.seed)
-    amp = amp_dtype(cfg.train.amp, device)
+    device, amp = start_run(cfg, d)
     pairs, x, kind = _inputs(cfg)
     if cfg.loss.name not in pair_losses():
         raise ConfigError(f"loss '{cfg.loss.name}' draws its tuples from class labels, which a "
                           f"pairs file does not give; train from pairs with --loss "
                           f"{' | '.join(pair_losses())}")
+    lo, hi = float(pairs.label.min()), float(pairs.label.max())
+    if lo == hi:
+        raise DataError(f"pairs file {pairs.source}: every pair has the label {lo:g}; training "
+                        "needs same (1) and different (0) pairs, or scores that differ")
     items, ia, ib = _index_items(pairs)
     if kind == "image":
         names = [str(p) for p in items]
@@ -107,7 +107,6 @@ def train_pairs(cfg: Config, out: Path, d: Dist, resume: bool, force: bool,
         x = x[torch.as_tensor(items)]
     if cfg.model.encoder == "auto":
         cfg.model.encoder = default_encoder(kind)
-    lo, hi = float(pairs.label.min()), float(pairs.label.max())
     target = (pairs.label - lo) / (hi - lo) if pairs.graded and hi > lo else pairs.label
     train, val = _split(pairs, cfg.split.val_fraction, cfg.train.seed)
 

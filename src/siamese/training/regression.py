@@ -24,9 +24,8 @@ from ..evaluation.plots import plot_history
 from ..evaluation.regression import evaluate_regression, regression_metrics
 from ..model import Model
 from ..models.build import build_net
-from .distributed import Dist, rank_device
-from .engine import amp_dtype
-from .run import fit_run, new_card, start_folder
+from .distributed import Dist
+from .run import fit_run, new_card, start_folder, start_run
 from .task import TwinRegressionTask
 
 MAX_ANCHORS = 2048  # training rows kept as anchors for prediction (drawn by the seed)
@@ -34,11 +33,7 @@ MAX_ANCHORS = 2048  # training rows kept as anchors for prediction (drawn by the
 
 def train_regression(cfg: Config, out: Path, d: Dist, resume: bool, force: bool,
                      quiet: bool) -> Model:
-    device = rank_device(cfg.train.device, d)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    torch.manual_seed(cfg.train.seed)
-    amp = amp_dtype(cfg.train.amp, device)
+    device, amp = start_run(cfg, d)
     x, y, name = regression_table(cfg.data.path, cfg.data.label_column)
     if cfg.model.encoder == "auto":
         cfg.model.encoder = "mlp"

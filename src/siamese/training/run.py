@@ -31,7 +31,8 @@ from ..atomic import atomic_write_json
 from ..config import Config, config_from_dict, resolve
 from ..errors import ArtifactError, ConfigError
 from .callbacks import Checkpoint, EarlyStopping, ProgressBar, Validation
-from .distributed import Dist, from_main
+from .distributed import Dist, from_main, rank_device
+from .engine import amp_dtype
 from .task import Task
 from .trainer import Trainer
 
@@ -40,6 +41,15 @@ def device_of(name: str) -> str:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("--device cuda was asked for but no CUDA GPU is available; use cpu")
     return name
+
+
+def start_run(cfg: Config, d: Dist) -> tuple[str, torch.dtype | None]:
+    """Threads and the seed as the config says -> (this rank's device, autocast dtype)."""
+    device = rank_device(cfg.train.device, d)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    torch.manual_seed(cfg.train.seed)
+    return device, amp_dtype(cfg.train.amp, device)
 
 
 def run_config(config: Config | dict | None, out: Path, resume: bool,
