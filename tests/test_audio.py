@@ -178,3 +178,16 @@ def test_noise_is_added_at_the_drawn_signal_to_noise_ratio():
     halves = [add_noise(x[:3], 10.0, torch.Generator().manual_seed(0), 0, 6),
               add_noise(x[3:], 10.0, torch.Generator().manual_seed(0), 3, 6)]
     torch.testing.assert_close(torch.cat(halves), out)  # ranks draw the global batch's rows
+
+
+def test_a_dataloader_worker_sends_only_its_batch_of_audio():
+    from torch.utils.data import BatchSampler
+
+    from siamese.data.loader import IndexedSamples, make_loader
+
+    w = Waveforms.from_arrays([np.full(1000 + k, k, dtype=np.float32) for k in range(20)])
+    loader = make_loader(IndexedSamples(w, np.arange(20)),
+                         BatchSampler(list(range(20)), 4, False), workers=1)
+    for xb, yb in loader:
+        assert len(xb.data) == int(xb.length.sum()) < len(w.data)  # not the whole set
+        assert [int(xb.get(i)[0]) for i in range(len(xb))] == yb.tolist()

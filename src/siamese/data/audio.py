@@ -96,6 +96,11 @@ class Waveforms:
         index = torch.as_tensor(index, dtype=torch.int64).reshape(-1)
         return Waveforms(self.data, self.start[index], self.length[index])
 
+    def compact(self) -> Waveforms:
+        """Its utterances copied into a flat tensor of their own (a batch sent from a
+        DataLoader worker then carries only its own samples, not the whole data set)."""
+        return Waveforms.from_arrays([self.get(i).numpy() for i in range(len(self))])
+
     def take(self, index: np.ndarray) -> Waveforms:
         return self[torch.from_numpy(np.asarray(index, dtype=np.int64))]
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, get_worker_info
 
 from .sampling import ClassBalancedSampler
 
@@ -34,7 +34,10 @@ class IndexedSamples(Dataset):
 
     def __getitems__(self, index: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.as_tensor(index, dtype=torch.int64)
-        return self.x[idx], self.y[idx]
+        xb = self.x[idx]
+        if hasattr(xb, "compact") and get_worker_info() is not None:
+            xb = xb.compact()  # audio views: a worker sends only the batch's samples
+        return xb, self.y[idx]
 
 
 class PairSamples(Dataset):
