@@ -30,7 +30,7 @@ def list_inputs(path: Path, audio: bool = False) -> list[Path]:
 def embed_path(run: str | Path, inputs: str | Path, out: str | Path,
                device: str = "cpu", runtime: str = "torch") -> tuple[int, int]:
     from .api import load
-    from .data.datasets import load_csv, load_npy
+    from .data.table import load_table
 
     model = load(run, device=device, runtime=runtime)
     inputs, out = Path(inputs), Path(out)
@@ -38,8 +38,7 @@ def embed_path(run: str | Path, inputs: str | Path, out: str | Path,
         if inputs.suffix.lower() not in (".csv", ".npy") or not inputs.is_file():
             raise DataError(f"{inputs}: this model embeds vectors; give a .csv or .npy file")
         label_column = model.card["config"]["data"]["label_column"]
-        loader = load_csv if inputs.suffix.lower() == ".csv" else load_npy
-        data = loader(inputs, label_column)
+        data = load_table(inputs, label_column)
         emb = model.embed_tensor(model.preprocessing.normalize(data.x)).numpy()
         rows = [(s, data.classes[y]) for s, y in zip(data.sources, data.y, strict=True)]
     else:

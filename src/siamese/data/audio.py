@@ -84,10 +84,6 @@ class Waveforms:
     def __len__(self) -> int:
         return len(self.start)
 
-    @property
-    def shape(self) -> tuple[int]:
-        return (len(self),)
-
     def get(self, i: int) -> torch.Tensor:
         s = int(self.start[i])
         return self.data[s:s + int(self.length[i])]
@@ -113,9 +109,6 @@ class Waveforms:
         piece = self.length.numpy()[owner] // parts[owner]
         start = self.start.numpy()[owner] + k * piece
         return Waveforms(self.data, torch.from_numpy(start), torch.from_numpy(piece)), owner
-
-    def seconds(self, rate: int) -> float:
-        return float(self.length.sum()) / rate
 
 
 def _fit(w: torch.Tensor, n: int) -> torch.Tensor:

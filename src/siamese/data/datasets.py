@@ -22,7 +22,7 @@ from .images import ZipMember, image_is_grey, is_image_name, load_images, resize
 from .labeled import LabeledData
 from .lazy import ImageFiles
 from .loader import default_workers
-from .table import load_csv, load_npy
+from .table import load_table
 
 
 def load_digits_data(image_size: int) -> LabeledData:
@@ -212,10 +212,8 @@ def load_dataset(path: str, image_size: int = 32, channels: int = 0,
         data = load_audio_tree(p, sample_rate, label_pattern)
     elif p.is_dir() or suffix == ".zip":
         data = load_image_tree(p, image_size, channels, cache, budget, cache_dir)
-    elif suffix == ".csv":
-        data = load_csv(p, label_column)
-    elif suffix == ".npy":
-        data = load_npy(p, label_column)
+    elif suffix in (".csv", ".npy"):
+        data = load_table(p, label_column)
     else:
         raise DataError(f"unsupported data file {p}; give a folder of class folders, a .zip, "
                         "a .csv or a .npy")

@@ -1,7 +1,7 @@
 """Tables of feature vectors: a CSV with a header row, or a 2-D .npy array.
 
 One column holds the label (CSV: by name, `--label-column`; NPY: by index, default the last);
-every other column is a numeric feature. The label is a class (`load_csv`, `load_npy`) or a
+every other column is a numeric feature. The label is a class (`load_table`) or a
 number (`regression_table`, for twin regression); a table given only to be embedded or
 predicted may leave the label out (`read_table(..., need_label=False)`).
 """
@@ -145,20 +145,12 @@ def _classes(table: Table) -> tuple[np.ndarray, list[str]]:
     return np.array([index[c] for c in raw], dtype=np.int64), classes
 
 
-def _labeled(path: Path, label_column: str) -> LabeledData:
+def load_table(path: Path, label_column: str) -> LabeledData:
+    """A .csv (header row; the label column by name) or .npy (the label column by index,
+    default the last) of numeric features with a class label per row."""
     t = read_table(path, label_column)
     y, classes = _classes(t)
     return LabeledData(x=t.x, y=y, classes=classes, sources=t.sources, kind="vector")
-
-
-def load_csv(path: Path, label_column: str) -> LabeledData:
-    """A CSV with a header row: one label column (by name), every other column numeric."""
-    return _labeled(path, label_column)
-
-
-def load_npy(path: Path, label_column: str) -> LabeledData:
-    """A 2-D .npy array; the label column is `label_column` if it is an integer, else the last."""
-    return _labeled(path, label_column)
 
 
 def numeric_labels(table: Table, path: str | Path, label_column: str) -> np.ndarray:

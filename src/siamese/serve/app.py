@@ -190,9 +190,11 @@ def create_app(run: str | Path, api_key: str | None = None, limits: Limits | Non
 
     async def read_images(files: list[UploadFile]):
         """-> (list of (1, *input) tensors, [(name, bytes)], [format])."""
-        if model.preprocessing.kind != "image":
-            raise ApiError(415, "this model compares feature vectors, and the service takes "
-                                "images; use the Python API or 'siamese compare' for vectors")
+        kind = model.preprocessing.kind
+        if kind != "image":
+            what = "audio" if kind == "audio" else "feature vectors"
+            raise ApiError(415, f"this model compares {what}, and the service takes images; "
+                                f"use the Python API or 'siamese compare' for {what}")
         if not files:
             raise ApiError(422, "no file uploaded")
         if len(files) > limits.max_files:
