@@ -28,6 +28,7 @@ from machine import describe, machine_info
 
 import siamese
 from siamese.data.datasets import load_audio_tree
+from siamese.evaluation.score_norm import as_norm
 from siamese.evaluation.verification import equal_error_rate, min_dcf
 
 
@@ -74,6 +75,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--budget-minutes", type=float, default=30.0)
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0)
+    ap.add_argument("--reuse", action="store_true",
+                    help="evaluate the runs already in <runs>_seed<k> instead of training")
+    ap.add_argument("--as-norm-top", type=int, default=100,
+                    help="AS-norm: top cohort scores per side (cohort: the training speakers)")
     ap.add_argument("--config", default="configs/librispeech.toml")
     ap.add_argument("--out", default="results/speaker_verification.json")
     ap.add_argument("--runs", default="runs/speakers", help="run folders: <runs>_seed<k>")
@@ -100,36 +106,46 @@ def main() -> None:
               "recipe": cfg,
               "pairs": len(y), "same_speaker_pairs": int(y.sum()),
               "baselines": baselines(train, test, rate), "seeds": []}
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         cfg["train"]["seed"] = seed
         t0 = time.time()
-        model = siamese.train(cfg, f"{args.runs}_seed{seed}", force=True)
-        seconds = time.time() - t0
+        run = f"{args.runs}_seed{seed}"
+        model = siamese.load(run) if args.reuse else siamese.train(cfg, run, force=True)
+        seconds = time.time() - t0 if not args.reuse else None
         emb = model.embed_tensor(test.x).numpy()
         s = scores_of(emb, i, j)
+        normed = as_norm(emb, i, j, model.embed_tensor(train.x).numpy(), args.as_norm_top)
         hist = model.card["history"]
         audio_s = sum(h["images"] for h in hist) * cfg["data"]["crop_seconds"]
         train_s = sum(h["seconds"] for h in hist)
         result["seeds"].append({"seed": seed, "eer": equal_error_rate(y, s),
                                 "min_dcf": min_dcf(y, s, 0.01), "epochs": len(hist),
-                                "seconds": round(seconds, 1),
+                                "as_norm_eer": equal_error_rate(y, normed),
+                                "as_norm_min_dcf": min_dcf(y, normed, 0.01),
+                                "seconds": seconds and round(seconds, 1),
                                 "audio_seconds_per_second": audio_s / max(train_s, 1e-9)})
-        print(f"seed {seed}: EER {100 * result['seeds'][-1]['eer']:.2f}%", flush=True)
-    for key in ("eer", "min_dcf", "audio_seconds_per_second"):
+        r = result["seeds"][-1]
+        print(f"seed {seed}: EER {100 * r['eer']:.2f}%, with AS-norm "
+              f"{100 * r['as_norm_eer']:.2f}%", flush=True)
+    for key in ("eer", "min_dcf", "as_norm_eer", "as_norm_min_dcf", "audio_seconds_per_second"):
         result[f"mean_{key}"] = statistics.mean(r[key] for r in result["seeds"])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"\n{describe(result['machine'])}; {args.budget_minutes:g}-minute budget, "
           f"{len(y)} pairs ({int(y.sum())} same speaker)\n")
-    print("| system | EER | minDCF (0.01) |\n|---|---|---|")
+    print("| system | EER | minDCF (0.01) | EER, AS-norm | minDCF, AS-norm |\n"
+          "|---|---|---|---|---|")
     for name, m in result["baselines"].items():
-        print(f"| {name} (untrained) | {100 * m['eer']:.2f}% | {m['min_dcf']:.3f} |")
+        print(f"| {name} (untrained) | {100 * m['eer']:.2f}% | {m['min_dcf']:.3f} | | |")
     for r in result["seeds"]:
         print(f"| {cfg['model']['encoder']} + {cfg['loss']['name']}, seed {r['seed']} "
               f"({r['epochs']} epochs, {r['audio_seconds_per_second']:.0f} s of audio/s) | "
-              f"{100 * r['eer']:.2f}% | {r['min_dcf']:.3f} |")
-    print(f"| **mean of {len(result['seeds'])} seeds** | **{100 * result['mean_eer']:.2f}%** | "
-          f"**{result['mean_min_dcf']:.3f}** |")
+              f"{100 * r['eer']:.2f}% | {r['min_dcf']:.3f} | {100 * r['as_norm_eer']:.2f}% | "
+              f"{r['as_norm_min_dcf']:.3f} |")
+    m = result
+    print(f"| **mean of {len(m['seeds'])} seeds** | **{100 * m['mean_eer']:.2f}%** | "
+          f"**{m['mean_min_dcf']:.3f}** | **{100 * m['mean_as_norm_eer']:.2f}%** | "
+          f"**{m['mean_as_norm_min_dcf']:.3f}** |")
 
 
 if __name__ == "__main__":

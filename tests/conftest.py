@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 import torch
 from PIL import Image
 
@@ -137,3 +138,40 @@ class Server:
     def __exit__(self, *exc):
         self.server.should_exit = True
         self.thread.join(10)
+
+
+def tone(freq: float, rate: int, seconds: float, harmonics=(1.0,)) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return sum(a * np.sin(2 * np.pi * freq * (k + 1) * t) for k, a in enumerate(harmonics)) * 0.3
+
+
+def voices(root: Path, rate: int = 8000, speakers: int = 4, clips: int = 5,
+           flat: bool = False) -> Path:
+    """Synthetic 'speakers': each a pitch and a harmonic recipe, clips with noise."""
+    rng = np.random.default_rng(0)
+    for s in range(speakers):
+        pitch, harmonics = 120 + 70 * s, rng.uniform(0.2, 1.0, 4)
+        for c in range(clips):
+            x = tone(pitch * rng.uniform(0.97, 1.03), rate, rng.uniform(0.6, 1.2), harmonics)
+            x = x + rng.normal(0, 0.02, len(x))
+            path = root / (f"{s}_spk_{c}.wav" if flat else f"spk{s}/{c}.wav")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            soundfile.write(path, x, rate)
+    return root
+
+
+AUDIO_RUN = ["--sample-rate", "8000", "--crop-seconds", "0.5", "--width", "4",
+             "--batch-size", "16", "--quiet"]
+
+
+@pytest.fixture(scope="session")
+def audio_run_session(tmp_path_factory):
+    """A tiny speaker model trained once on synthetic voices (root/"voices": 4 speakers x 5
+    clips at 8 kHz). Copy it before changing it."""
+    from siamese.cli import main
+
+    root = tmp_path_factory.mktemp("audio")
+    voices(root / "voices")
+    assert main(["train", "--data", str(root / "voices"), "--epochs", "2", "--split", "samples",
+                 "--out", str(root / "r"), *AUDIO_RUN]) == 0
+    return root / "r"

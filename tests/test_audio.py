@@ -11,6 +11,7 @@ import soundfile as sf
 import torch
 
 import siamese
+from conftest import AUDIO_RUN, tone, voices
 from siamese.cli import main
 from siamese.data.audio import Waveforms, crop, read_audio, windows
 from siamese.errors import DataError
@@ -19,16 +20,11 @@ from siamese.models.audio import LogMel, mel_filterbank
 DATA = Path(os.environ.get("SIAMESE_DATA", Path(__file__).parents[2] / "shared" / "data"))
 
 
-def _tone(freq: float, rate: int, seconds: float, harmonics=(1.0,)) -> np.ndarray:
-    t = np.arange(int(rate * seconds)) / rate
-    return sum(a * np.sin(2 * np.pi * freq * (k + 1) * t) for k, a in enumerate(harmonics)) * 0.3
-
-
 @pytest.mark.parametrize("fmt, rate, channels", [("wav", 44100, 2), ("flac", 8000, 1),
                                                  ("ogg", 22050, 1)])
 def test_any_format_rate_and_channel_count_becomes_mono_at_the_model_rate(tmp_path, fmt, rate,
                                                                           channels):
-    mono = _tone(440.0, rate, 1.0)
+    mono = tone(440.0, rate, 1.0)
     data = np.stack([mono, mono * 0.5], 1) if channels == 2 else mono
     path = tmp_path / f"x.{fmt}"
     sf.write(path, data, rate)
@@ -96,27 +92,8 @@ def test_crops_and_windows_cover_every_utterance():
                                full)
 
 
-def _voices(root: Path, rate: int = 8000, speakers: int = 4, clips: int = 5,
-            flat: bool = False) -> Path:
-    """Synthetic 'speakers': each a pitch and a harmonic recipe, clips with noise."""
-    rng = np.random.default_rng(0)
-    for s in range(speakers):
-        pitch, harmonics = 120 + 70 * s, rng.uniform(0.2, 1.0, 4)
-        for c in range(clips):
-            x = _tone(pitch * rng.uniform(0.97, 1.03), rate, rng.uniform(0.6, 1.2), harmonics)
-            x = x + rng.normal(0, 0.02, len(x))
-            path = root / (f"{s}_spk_{c}.wav" if flat else f"spk{s}/{c}.wav")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            sf.write(path, x, rate)
-    return root
-
-
-AUDIO_RUN = ["--sample-rate", "8000", "--crop-seconds", "0.5", "--width", "4",
-             "--batch-size", "16", "--quiet"]
-
-
 def test_an_audio_run_trains_compares_and_embeds(tmp_path, capsys):
-    root = _voices(tmp_path / "voices")
+    root = voices(tmp_path / "voices")
     out = tmp_path / "run"
     assert main(["train", "--data", str(root), "--epochs", "2", "--split", "samples",
                  "--out", str(out), *AUDIO_RUN]) == 0
@@ -136,12 +113,12 @@ def test_an_audio_run_trains_compares_and_embeds(tmp_path, capsys):
 
 
 def test_labels_from_file_names_by_pattern(tmp_path, capsys):
-    root = _voices(tmp_path / "flat", flat=True)
+    root = voices(tmp_path / "flat", flat=True)
     out = tmp_path / "run"
     assert main(["train", "--data", str(root), "--label-pattern", r"^(\d+)_", "--epochs", "1",
                  "--split", "samples", "--out", str(out), *AUDIO_RUN]) == 0
     assert siamese.load(out).card["data"]["classes"] == 4
-    sf.write(root / "stray.wav", _tone(300, 8000, 0.5), 8000)
+    sf.write(root / "stray.wav", tone(300, 8000, 0.5), 8000)
     capsys.readouterr()
     assert main(["train", "--data", str(root), "--label-pattern", r"^(\d+)_", "--out",
                  str(tmp_path / "r2"), *AUDIO_RUN]) == 2
@@ -168,7 +145,7 @@ def test_fsdd_digits_end_to_end(tmp_path):
 def test_noise_is_added_at_the_drawn_signal_to_noise_ratio():
     from siamese.data.audio import add_noise
 
-    x = torch.from_numpy(np.stack([_tone(200 + 50 * k, 8000, 1.0) for k in range(6)])).float()
+    x = torch.from_numpy(np.stack([tone(200 + 50 * k, 8000, 1.0) for k in range(6)])).float()
     out = add_noise(x, 10.0, torch.Generator().manual_seed(0))
     u = torch.rand(6, 2, generator=torch.Generator().manual_seed(0))
     gain = 10 ** ((12 * u[:, 1] - 6) / 20)

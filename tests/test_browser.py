@@ -1,5 +1,6 @@
 """The web page in headless Chromium (Debian's chromium, driven by Playwright): verify two images
-through the page and save a screenshot. Skips where no chromium is installed (`make test`
+(or two voice clips, dropped and recorded from Chromium's fake microphone) through the page and
+save screenshots. Skips where no chromium is installed (`make test`
 installs it when run as root, as in CI)."""
 
 import os
@@ -18,6 +19,10 @@ pytestmark = pytest.mark.skipif(not CHROMIUM, reason="no chromium installed")
 SHOT_DIR = Path(os.environ.get("SIAMESE_SCREENSHOTS", Path(__file__).parent / "screenshots"))
 
 
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
 def test_verify_and_search_through_the_page(run_copy, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
     a, b = digit_png(tmp_path / "a.png", 0), digit_png(tmp_path / "b.png", 10)
@@ -31,11 +36,7 @@ def test_verify_and_search_through_the_page(run_copy, tmp_path):
         want = client.post("/verify", files={"a": ("a.png", a.read_bytes()),
                                              "b": ("b.png", b.read_bytes())}).json()
         with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=CHROMIUM, headless=True,
-                args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                      "--disable-background-networking", "--disable-component-update",
-                      "--disable-sync"])
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
             page = browser.new_page(viewport={"width": 900, "height": 900})
             page.goto(str(client.base_url))
             # (locators, not wait_for_function strings: the page's CSP forbids eval, and the
@@ -61,3 +62,55 @@ def test_verify_and_search_through_the_page(run_copy, tmp_path):
             page.screenshot(path=str(SHOT_DIR / "page.png"), full_page=True)
             browser.close()
     assert (SHOT_DIR / "page.png").stat().st_size > 5_000
+
+
+def test_voices_dropped_and_recorded_through_the_page(audio_run_session, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    voices = audio_run_session.parent / "voices"
+    run = shutil.copytree(audio_run_session, tmp_path / "run")
+    a, b = voices / "spk0/0.wav", voices / "spk1/0.wav"
+    with Server(create_app(run, api_key=KEY)) as client:
+        files = sorted(voices.rglob("[0-1].wav"))
+        r = client.post("/gallery", files=[("files", (f.name, f.read_bytes())) for f in files],
+                        data={"labels": str([f.parent.name for f in files]).replace("'", '"')},
+                        headers={"X-API-Key": KEY})
+        assert r.status_code == 200, r.text
+        want = client.post("/verify", files={"a": ("a.wav", a.read_bytes()),
+                                             "b": ("b.wav", b.read_bytes())}).json()
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM, headless=True,
+                args=[*FLAGS, "--use-fake-ui-for-media-stream",  # allow the microphone
+                      "--use-fake-device-for-media-stream"])  # which plays beeps
+            page = browser.new_page(viewport={"width": 900, "height": 900})
+            page.goto(str(client.base_url))
+            page.locator("[data-testid=recA]").filter(has_text="record").wait_for(
+                state="visible", timeout=20_000)
+            page.set_input_files("[data-testid=fileA]", str(a))
+            page.set_input_files("[data-testid=fileB]", str(b))
+            verdict = page.locator("[data-testid=verdict]")
+            verdict.filter(has_text="similarity").wait_for(timeout=20_000)
+            assert f"similarity {want['similarity']:.3f}" in verdict.inner_text()
+            assert page.locator("[data-testid=playA]").get_attribute("src").startswith("blob:")
+
+            page.click("[data-testid=recB]")  # record B from the microphone for ~1.5 s
+            page.locator("[data-testid=recB]").filter(has_text="stop").wait_for(timeout=10_000)
+            time.sleep(1.5)
+            page.click("[data-testid=recB]")
+            page.locator("[data-testid=recB]").filter(has_text="record").wait_for(timeout=10_000)
+            # the file the page sent (Playwright does not show multipart bodies with files)
+            recorded = bytes(page.evaluate(
+                "async () => Array.from(new Uint8Array(await files.B.arrayBuffer()))"))
+            assert recorded[:4] == b"RIFF" and len(recorded) > 16_000  # > 0.5 s of 16-bit audio
+            again = client.post("/verify", files={"a": ("a.wav", a.read_bytes()),
+                                                  "b": ("rec.wav", recorded)}).json()
+            verdict.filter(has_text=f"similarity {again['similarity']:.3f}").wait_for(
+                timeout=20_000)
+
+            page.set_input_files("[data-testid=fileQ]", str(voices / "spk2/4.wav"))
+            page.locator("[data-testid=identity]").filter(has_text="identified as").wait_for(
+                timeout=20_000)
+            assert page.locator(".match audio").count() == 5
+            SHOT_DIR.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SHOT_DIR / "page-audio.png"), full_page=True)
+            browser.close()

@@ -128,3 +128,39 @@ def test_min_dcf_matches_a_search_over_every_threshold():
         best = min(best, p_miss * 0.01 + p_fa * 0.99)
     assert min_dcf(labels, scores, 0.01) == pytest.approx(best / 0.01)
     assert 0 < min_dcf(labels, scores, 0.01) <= 1  # never worse than the trivial system
+
+
+def test_as_norm_matches_a_naive_loop_and_helps_a_miscalibrated_speaker():
+    from siamese.evaluation.score_norm import as_norm
+    from siamese.evaluation.verification import equal_error_rate
+
+    rng = np.random.default_rng(0)
+    emb, cohort = rng.normal(size=(12, 8)), rng.normal(size=(30, 8))
+    i, j = np.triu_indices(12, 1)
+    unit = [x / np.linalg.norm(x) for x in emb]
+    c = [x / np.linalg.norm(x) for x in cohort]
+
+    def stats(e):  # the 5 highest cosine scores against the cohort
+        top = sorted((float(e @ x) for x in c), reverse=True)[:5]
+        return np.mean(top), np.std(top)
+
+    want = []
+    for a, b in zip(i, j, strict=True):
+        s = float(unit[a] @ unit[b])
+        (ma, sa), (mb, sb) = stats(unit[a]), stats(unit[b])
+        want.append(0.5 * ((s - ma) / sa + (s - mb) / sb))
+    np.testing.assert_allclose(as_norm(emb, i, j, cohort, top_k=5), want, rtol=1e-9)
+
+    # speakers whose embeddings all sit in one crowded region score high with everyone:
+    # raw scores need a threshold per speaker, normalised ones share one
+    centres = rng.normal(size=(20, 16))
+    centres[:10] = centres[:10] * 0.3 + rng.normal(size=16)  # half the speakers crowded
+    emb = np.repeat(centres, 4, 0) + rng.normal(scale=0.5, size=(80, 16))
+    labels = np.repeat(np.arange(20), 4)
+    i, j = np.triu_indices(80, 1)
+    cohort = np.concatenate([centres[:10] * 0.3 + rng.normal(size=(10, 16)) * 0.3,
+                             rng.normal(size=(40, 16))])
+    unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    cos = np.einsum("nd,nd->n", unit[i], unit[j])
+    same = (labels[i] == labels[j]).astype(int)
+    assert equal_error_rate(same, as_norm(emb, i, j, cohort, 10)) < equal_error_rate(same, cos)

@@ -22,6 +22,7 @@ import torch
 from ..errors import DataError
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
+AUDIO_FORMAT_SUFFIX = {"WAV": ".wav", "WAVEX": ".wav", "FLAC": ".flac", "OGG": ".ogg"}
 MAX_SECONDS = 600.0  # per file: a longer recording is almost surely not one utterance
 SILENCE = 1e-4  # peak amplitude below which a recording holds nothing to learn from
 
@@ -30,20 +31,46 @@ def is_audio_name(name: str) -> bool:
     return Path(name).suffix.lower() in AUDIO_SUFFIXES
 
 
-def read_audio(source, name: str, rate: int) -> np.ndarray:
+class NotAudio(DataError):
+    """The bytes are no audio file this reader takes."""
+
+
+class TooLong(DataError):
+    """A recording longer than the limit."""
+
+
+def _open(source, name: str):
+    import soundfile
+
+    try:
+        return soundfile.SoundFile(io.BytesIO(source) if isinstance(source, bytes) else source)
+    except (soundfile.LibsndfileError, RuntimeError, OSError) as e:
+        raise NotAudio(f"cannot read audio file {name} ({str(e).splitlines()[0][:80]}); give "
+                       "a WAV, FLAC or OGG file") from None
+
+
+def audio_header(source, name: str, max_seconds: float = MAX_SECONDS) -> tuple[str, float]:
+    """-> (format, e.g. "WAV", and seconds) from the header alone; raises DataError for what
+    is no audio file or lasts longer than max_seconds."""
+    with _open(source, name) as f:
+        seconds = f.frames / f.samplerate
+        if f.format not in AUDIO_FORMAT_SUFFIX:
+            raise NotAudio(f"audio file {name} is {f.format}; give a WAV, FLAC or OGG file")
+        if seconds > max_seconds:
+            raise TooLong(f"audio file {name} lasts {seconds:.0f} s; at most {max_seconds:.0f} s "
+                          "per file: cut it into utterances")
+        return f.format, seconds
+
+
+def read_audio(source, name: str, rate: int, max_seconds: float = MAX_SECONDS) -> np.ndarray:
     """A path or bytes -> (samples,) float32 mono at `rate` Hz."""
     import soundfile
     import soxr
 
-    try:
-        f = soundfile.SoundFile(io.BytesIO(source) if isinstance(source, bytes) else source)
-    except (soundfile.LibsndfileError, RuntimeError, OSError) as e:
-        raise DataError(f"cannot read audio file {name} ({str(e).splitlines()[0][:80]}); give "
-                        "a WAV, FLAC or OGG file") from None
-    with f:
-        if f.frames > MAX_SECONDS * f.samplerate:
-            raise DataError(f"audio file {name} lasts {f.frames / f.samplerate:.0f} s; at most "
-                            f"{MAX_SECONDS:.0f} s per file: cut it into utterances")
+    with _open(source, name) as f:
+        if f.frames > max_seconds * f.samplerate:
+            raise TooLong(f"audio file {name} lasts {f.frames / f.samplerate:.0f} s; at most "
+                          f"{max_seconds:.0f} s per file: cut it into utterances")
         try:
             a = f.read(dtype="float32", always_2d=True)
         except (soundfile.LibsndfileError, RuntimeError) as e:

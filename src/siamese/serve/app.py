@@ -1,9 +1,13 @@
 """`create_app(run)`: the FastAPI service. Every error is JSON {"error": message}, 4xx for bad
 requests (a bug is a JSON 500, never a plain-text page).
 
-What it promises (docs/security.md): no request can stall the others (image decoding runs on a
-small bounded thread pool, gallery work on worker threads; the event loop only parses and
-routes), request size, files, pixels per image and per request are capped before decoding, the
+It takes images or, for a speaker model, recordings (WAV/FLAC/OGG, any rate and channels; a
+recording is embedded whole, in windows, like `Model.embed`).
+
+What it promises (docs/security.md): no request can stall the others (decoding runs in a small
+pool of niced processes, gallery work on worker threads; the event loop only parses and
+routes), request size, files, pixels (or seconds of audio) per file and per request are capped
+before decoding, the
 Host header must name this server (DNS rebinding), gallery changes need the API key, uploads are
 stored under their detected format and served with nosniff and a restrictive CSP.
 """
@@ -30,6 +34,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
+from ..data.audio import AUDIO_FORMAT_SUFFIX, NotAudio, TooLong, Waveforms
 from ..data.images import FORMAT_SUFFIX, NotAnImage, TooManyPixels
 from ..errors import ConfigError, SiameseError
 from ..index.enroll import (
@@ -45,7 +50,8 @@ from .decoding import DecodePool
 STATIC = Path(__file__).parent / "static"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MEDIA = {".png": "image/png", ".jpg": "image/jpeg", ".bmp": "image/bmp", ".gif": "image/gif",
-         ".tif": "image/tiff", ".webp": "image/webp", ".ppm": "image/x-portable-anymap"}
+         ".tif": "image/tiff", ".webp": "image/webp", ".ppm": "image/x-portable-anymap",
+         ".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg"}
 STRICT_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox"
 
 
@@ -55,6 +61,8 @@ class Limits:
     max_pixels: int = 25_000_000  # per image
     max_request_pixels: int = 50_000_000  # all images of one request together
     max_files: int = 32
+    max_seconds: float = 120.0  # per recording (audio models)
+    max_request_seconds: float = 300.0  # all recordings of one request together
     decode_workers: int = 2  # image decoding processes (niced), never on the event loop
     max_page: int = 1000  # GET /gallery items per page
 
@@ -137,8 +145,8 @@ def create_app(run: str | Path, api_key: str | None = None, limits: Limits | Non
 
     @app.exception_handler(SiameseError)
     async def _user_error(request: Request, e: SiameseError):
-        status = 415 if isinstance(e, NotAnImage) else 413 if isinstance(e, TooManyPixels) \
-            else 400
+        status = 415 if isinstance(e, NotAnImage | NotAudio) else \
+            413 if isinstance(e, TooManyPixels | TooLong) else 400
         return JSONResponse({"error": display(str(e))}, status_code=status)
 
     @app.exception_handler(RequestValidationError)
@@ -188,32 +196,37 @@ def create_app(run: str | Path, api_key: str | None = None, limits: Limits | Non
         if not secrets.compare_digest(given, api_key.encode("utf-8")):
             raise ApiError(401, "a valid X-API-Key header is required for gallery changes")
 
-    async def read_images(files: list[UploadFile]):
-        """-> (list of (1, *input) tensors, [(name, bytes)], [format])."""
-        kind = model.preprocessing.kind
-        if kind != "image":
-            what = "audio" if kind == "audio" else "feature vectors"
-            raise ApiError(415, f"this model compares {what}, and the service takes images; "
-                                f"use the Python API or 'siamese compare' for {what}")
+    async def read_inputs(files: list[UploadFile]):
+        """-> (inputs: a (N, *input) tensor or Waveforms, [(name, bytes)], [file suffix])."""
+        pre = model.preprocessing
+        if pre.kind == "vector":
+            raise ApiError(415, "this model compares feature vectors, and the service takes "
+                                "images and audio; use the Python API or 'siamese compare'")
         if not files:
             raise ApiError(422, "no file uploaded")
         if len(files) > limits.max_files:
             raise ApiError(413, f"at most {limits.max_files} files per request")
         blobs = [(display(f.filename or "upload")[:200], await f.read()) for f in files]
-        c, size = model.preprocessing.input_shape[0], model.preprocessing.input_shape[1]
+        if pre.kind == "audio":
+            arrays, formats = await decoder.decode_audio(
+                blobs, pre.sample_rate, limits.max_seconds, limits.max_request_seconds)
+            return (Waveforms.from_arrays(arrays), blobs,
+                    [AUDIO_FORMAT_SUFFIX[f] for f in formats])
+        c, size = pre.input_shape[0], pre.input_shape[1]
         arrays, formats = await decoder.decode(blobs, c, size, limits.max_pixels,
                                                limits.max_request_pixels)
-        pre = model.preprocessing
-        return [pre.normalize(torch.from_numpy(a)[None]) for a in arrays], blobs, formats
+        return (torch.cat([pre.normalize(torch.from_numpy(a)[None]) for a in arrays]), blobs,
+                [FORMAT_SUFFIX[f] for f in formats])
 
-    async def embed(tensors) -> np.ndarray:
-        x = torch.cat(tensors)
+    async def embed(x) -> np.ndarray:
+        if isinstance(x, Waveforms):  # whole utterances in windows: not batched across requests
+            return await asyncio.to_thread(lambda: model.embed_tensor(x).numpy())
         if batcher is None:
             return await asyncio.to_thread(lambda: model.embed_tensor(x).numpy())
         return (await asyncio.wrap_future(batcher.submit(x))).numpy()
 
     async def embed_files(files: list[UploadFile]) -> np.ndarray:
-        return await embed((await read_images(files))[0])
+        return await embed((await read_inputs(files))[0])
 
     def gallery_call(fn, *args):
         """Gallery work runs on a worker thread: a slow save or reload never blocks the loop."""
@@ -287,11 +300,11 @@ def create_app(run: str | Path, api_key: str | None = None, limits: Limits | Non
                           labels: str = Form(..., description="one label, or a JSON list")):
         check_key(request)
         parsed = parse_labels(labels, len(files))
-        tensors, blobs, formats = await read_images(files)
-        e = await embed(tensors)
+        inputs, blobs, suffixes = await read_inputs(files)
+        e = await embed(inputs)
         ids = await asyncio.to_thread(
             store.add, e, parsed, [name for name, _ in blobs], [data for _, data in blobs],
-            [FORMAT_SUFFIX[f] for f in formats])
+            suffixes)
         return FastJSON({"ids": ids, "count": len(store.gallery)})
 
     def rebuild_in_background() -> None:
@@ -315,6 +328,7 @@ def create_app(run: str | Path, api_key: str | None = None, limits: Limits | Non
         return FastJSON({"removed": item_id, "count": len(store.gallery)})
 
     @app.get("/gallery/{item_id}/image", include_in_schema=False)
+    @app.get("/gallery/{item_id}/file", include_in_schema=False)  # the same, named for audio
     async def gallery_image(item_id: str):
         try:
             data, suffix = await asyncio.to_thread(store.image_bytes, item_id)
