@@ -100,3 +100,14 @@ def test_a_failed_export_writes_nothing(run_copy, monkeypatch, capsys):
     assert err.count("\n") == 1 and "weird_op" in err
     assert sorted(p.name for p in run_copy.iterdir()) == before
     assert (run_copy / "card.json").read_text() == card
+
+
+def test_a_speaker_model_exports_with_its_front_end(audio_run_session, tmp_path):
+    """The log-mel front end is part of the encoder: the ONNX file takes raw samples, and whole
+    recordings (windows, averaged) embed as in PyTorch."""
+    run = shutil.copytree(audio_run_session, tmp_path / "run")
+    assert main(["export", str(run)]) == 0
+    files = sorted((audio_run_session.parent / "voices").rglob("*.wav"))[:6]
+    want = siamese.load(run).embed(files)
+    got = siamese.load(run, runtime="onnxruntime").embed(files)
+    np.testing.assert_allclose(got, want, atol=1e-5)
