@@ -4,19 +4,29 @@ import torch
 from siamese.errors import ConfigError
 from siamese.models import ENCODERS, SiameseNet, create_encoder
 from siamese.models.encoders import AUDIO_ENCODERS, IMAGE_ENCODERS
+from siamese.models.siamfc import TRACKING_ENCODERS
 
 
 def _shape(name):
     if name in AUDIO_ENCODERS:
         return (1, 16, 40)  # (1, mels, frames)
+    if name in TRACKING_ENCODERS:
+        return (3, 127, 127)  # SiamFC's exemplar crop
     return (1, 16, 16) if name in IMAGE_ENCODERS else (10,)
 
 
 @pytest.mark.parametrize("name", ENCODERS.names())
 def test_encoder_contract(name):
+    """(B, *input) -> (B, num_features); a tracking encoder is fully convolutional: a feature
+    map of num_features channels, 8 x smaller, whose size grows with the input's."""
     enc = create_encoder(name, _shape(name), width=8)
     out = enc(torch.randn(3, *_shape(name)))
-    assert out.shape == (3, enc.num_features)
+    if name in TRACKING_ENCODERS:
+        assert out.ndim == 4 and out.shape[:2] == (3, enc.num_features) and enc.stride == 8
+        bigger = enc(torch.randn(1, 3, 127 + 8 * 4, 127 + 8 * 4))
+        assert bigger.shape[-1] == out.shape[-1] + 4  # one cell per 8 px: no padding
+    else:
+        assert out.shape == (3, enc.num_features)
     out.sum().backward()
     assert all(p.grad is not None for p in enc.parameters() if p.requires_grad)
 

@@ -100,6 +100,8 @@ def train(config: Config | dict | None = None, out: str | Path = "runs/latest", 
     quiet = quiet or not d.main
     if cfg.train.task == "regression":
         from .training.regression import train_regression as run
+    elif cfg.train.task == "tracking":
+        from .training.tracking import train_tracking as run
     elif cfg.data.pairs:
         from .training.from_pairs import train_pairs as run
     else:
@@ -211,8 +213,13 @@ def _train(cfg: Config, out: Path, d: Dist, resume: bool, force: bool, quiet: bo
     return model
 
 
-def load(run: str | Path, device: str = "cpu", runtime: str = "torch") -> Model:
-    """Load a trained run folder. runtime "onnxruntime": embed with its exported model.onnx."""
+def load(run: str | Path, device: str = "cpu", runtime: str = "torch"):
+    """Load a trained run folder: a `Model` (embed, compare, identify), or for a tracking run
+    a `TrackingModel` (track). runtime "onnxruntime": embed with its exported model.onnx."""
+    from .tracking.model import TrackingModel, is_tracking_run
+
+    if is_tracking_run(run):
+        return TrackingModel.load(run, device)
     return Model.load(run, device, runtime)
 
 

@@ -116,13 +116,16 @@ def check_card(card: dict, path: Path) -> None:
         want = f"[1 or 3, S, S] with 8 <= S <= {MAX_IMAGE_SIDE}"
     elif kind == "vector":
         ok, want = len(shape) == 1 and 1 <= shape[0] <= MAX_FEATURES, f"[D], D <= {MAX_FEATURES}"
+    elif kind == "tracking":  # SiamFC: the exemplar crop, pixel values as they are
+        ok = len(shape) == 3 and shape[0] == 3 and 63 <= shape[1] == shape[2] <= 1023
+        want = "[3, E, E] with 63 <= E <= 1023"
     elif kind == "audio":
         rate = pre.get("sample_rate")
         ok = (len(shape) == 1 and type(rate) is int and 4000 <= rate <= 48000
               and rate // 5 <= shape[0] <= 30 * rate)
         want = "[crop samples] of 0.2 to 30 s at a sample_rate of 4000 to 48000"
     else:
-        raise bad(f"preprocessing kind '{kind}' is not image, vector or audio")
+        raise bad(f"preprocessing kind '{kind}' is not image, vector, audio or tracking")
     if not ok:
         raise bad(f"input_shape {shape[:4]} is not {want}")
     stats = 1 if kind == "audio" else shape[0]  # audio: the waveform passes as it is

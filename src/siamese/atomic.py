@@ -11,16 +11,28 @@ from pathlib import Path
 from typing import Any
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Call `write(tmp_path)` to fill a temporary file, then move it onto `path`."""
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()  # read once, at import: os.umask is process-wide, not safe beside threads
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None],
+                 suffix: str = ".tmp") -> None:
+    """Call `write(tmp_path)` to fill a temporary file, then move it onto `path`. `suffix`: of
+    the temporary file, for writers that choose the format by it (video)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # as open() would have made it (mkstemp: 0600)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -63,14 +63,18 @@ def _regression_line(what: str, m: dict) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .api import evaluate, load
+    from .api import evaluate
+    from .cli_track import evaluate_otb_command, is_tracking
     from .config import config_from_dict
     from .errors import ConfigError
     from .evaluation.report import format_table
+    from .model import Model
 
+    if args.otb or is_tracking(args.run):
+        return evaluate_otb_command(args)
     if args.tta is not None and args.tta < 0:
         raise ConfigError(f"--tta {args.tta}: the number of distortions must be 0 or more")
-    model = load(args.run, device=args.device, runtime=args.runtime)
+    model = Model.load(args.run, device=args.device, runtime=args.runtime)
     ecfg = config_from_dict(model.card["config"]).eval
     if args.tta is not None:
         ecfg.tta = args.tta
@@ -140,9 +144,9 @@ def _omniglot(model, args: argparse.Namespace, views: int) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from .api import load
+    from .model import Model
 
-    model = load(args.run, device=args.device, runtime=args.runtime)
+    model = Model.load(args.run, device=args.device, runtime=args.runtime)
     pairs = model.card.get("pairs") or {}
     if pairs.get("graded"):  # a score of how alike, on the scale the pairs file used
         sim = model.similarity(args.a, args.b)
@@ -157,10 +161,10 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from .api import load
+    from .model import Model
     from .predict import predict_table
 
-    model = load(args.run, device=args.device)
+    model = Model.load(args.run, device=args.device)
     n, metrics = predict_table(model, args.table, args.out)
     if args.out:
         print(f"{n} predictions written to {args.out}")
@@ -179,10 +183,10 @@ def _embed(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .api import load
+    from .model import Model
     from .runtime.export import export_onnx
 
-    model = load(args.run)
+    model = Model.load(args.run)
     path = export_onnx(model, args.out)
     head = model.card.get("onnx", {}).get("head") if args.out is None else None
     shape = ", ".join(str(v) for v in model.preprocessing.input_shape)
@@ -211,8 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(image paths, or row numbers of the --data table) or an LFW pairs.txt; "
                    "label 1/0 or a graded score")
     t.add_argument("--images", help="--pairs: the folder its image names are relative to")
-    t.add_argument("--task", choices=["similarity", "regression"], help="regression: twin-"
-                   "network regression of the numeric --label-column of a table")
+    t.add_argument("--task", choices=["similarity", "regression", "tracking"],
+                   help="regression: twin-network regression of the numeric --label-column "
+                   "of a table; tracking: SiamFC on --data, a folder of OTB-layout sequences")
     t.add_argument("--out", default="runs/latest", help="run folder to write")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument("--force", action="store_true", help="replace an existing run in --out")
@@ -269,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--tta", type=int, metavar="N", help="test-time augmentation: average "
                    "each image's embedding over N random distortions (default: the run's "
                    "eval.tta, 0)")
+    e.add_argument("--otb", help="a tracking run: the OTB one-pass evaluation on this folder "
+                   "of sequences (success and precision plots, beside results/ found there)")
+    e.add_argument("--sequences", nargs="+", help="--otb: only these sequences or targets")
     e.add_argument("--device", default="cpu")
     _runtime_option(e)
     e.set_defaults(func=_evaluate)
@@ -305,8 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(func=_export)
 
     from .cli_gallery import add_commands
+    from .cli_track import add_track_command
 
     add_commands(sub, _runtime_option)
+    add_track_command(sub)
     return p
 
 

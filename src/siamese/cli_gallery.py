@@ -7,9 +7,9 @@ from pathlib import Path
 
 
 def _load(args):
-    from .api import load
+    from .model import Model
 
-    return load(args.run, device=getattr(args, "device", "cpu"))
+    return Model.load(args.run, device=getattr(args, "device", "cpu"))
 
 
 def _gallery_add(args) -> int:

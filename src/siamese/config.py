@@ -131,6 +131,28 @@ class EvalConfig:
 
 
 @dataclass
+class TrackConfig:
+    """train.task tracking (SiamFC, docs/tracking.md): data.path is a folder of sequences in
+    the OTB layout. Training pairs, then the tracker's settings (saved with the run)."""
+    sequences: list[str] = field(default_factory=list)  # to train on; [] = every one
+    exemplar: int = 127  # crop sizes (px): the target with context, and the search region
+    search: int = 255
+    context: float = 0.5  # margin around the target: p = context x (w + h)
+    max_gap: int = 100  # at most this many frames between a pair's exemplar and search frame
+    still_share: float = 0.2  # pairs of one frame with itself, moved by the random shift/scale
+    shift: float = 24.0  # the target lies up to this many px off the search crop's centre
+    stretch: float = 0.1  # and is scaled by up to +-10% against the exemplar
+    radius: float = 16.0  # response cells within this many search-crop px are positives
+    pairs_per_epoch: int = 1024
+    scales: int = 3  # the tracker's scale pyramid
+    scale_step: float = 1.0375
+    scale_penalty: float = 0.9745  # a changed scale must win by this factor
+    scale_lr: float = 0.59  # damping of the size update
+    window_influence: float = 0.176  # cosine window's share in the response (motion prior)
+    upsample: int = 16  # the response map is upsampled (bicubic) by this factor
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
@@ -139,6 +161,7 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    track: TrackConfig = field(default_factory=TrackConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -232,9 +255,11 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
 
 def resolve(cfg: Config) -> Config:
     """Fill in defaults that depend on other fields and check ranges; returns the same object."""
-    if cfg.train.task not in ("similarity", "regression"):
-        raise ConfigError(f"unknown train.task '{cfg.train.task}'; choose similarity or "
-                          "regression")
+    if cfg.train.task not in ("similarity", "regression", "tracking"):
+        raise ConfigError(f"unknown train.task '{cfg.train.task}'; choose similarity, "
+                          "regression or tracking")
+    if cfg.train.task == "tracking":
+        return _resolve_tracking(cfg)
     if cfg.loss.name == "auto":
         cfg.loss.name = ("mse" if cfg.train.task == "regression" else
                          "pair" if cfg.data.pairs else "triplet")
@@ -287,6 +312,48 @@ def resolve(cfg: Config) -> Config:
          f"data.cache '{cfg.data.cache}': choose auto, memory, none or disk"),
         (cfg.data.cache_gb >= 0, "data.cache_gb must be >= 0 (0 = a quarter of the memory)"),
         (-1 <= t.workers <= 64, "train.workers must be in [-1, 64] (-1 = automatic)"),
+        (t.amp in ("auto", "off", "bf16", "fp16"),
+         f"train.amp '{t.amp}': choose auto, off, bf16 or fp16"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    return cfg
+
+
+def _resolve_tracking(cfg: Config) -> Config:
+    """SiamFC: a fully-convolutional encoder, the logistic loss on the response map, the last
+    weights (there is no validation split: held-out sequences are for testing only)."""
+    from .models.siamfc import TRACKING_ENCODERS
+
+    if cfg.model.encoder == "auto":
+        cfg.model.encoder = "siamfc_small"
+    if cfg.model.encoder not in TRACKING_ENCODERS:
+        raise ConfigError(f"train.task tracking needs a fully-convolutional encoder: "
+                          f"{' or '.join(sorted(TRACKING_ENCODERS))}, not "
+                          f"'{cfg.model.encoder}'")
+    if cfg.loss.name not in ("auto", "logistic"):
+        raise ConfigError(f"train.task tracking trains with the logistic loss on the response "
+                          f"map; leave out --loss {cfg.loss.name}")
+    cfg.loss.name, cfg.train.keep = "logistic", "last"
+    k, t = cfg.track, cfg.train
+    checks = [
+        (t.epochs >= 1, "train.epochs must be >= 1"),
+        (t.batch_size >= 2, "train.batch_size must be >= 2"),
+        (t.lr > 0, "train.lr must be > 0"),
+        (1 <= cfg.model.width <= 512, "model.width must be in [1, 512]"),
+        (63 <= k.exemplar < k.search <= 1023, "track: need 63 <= exemplar < search <= 1023"),
+        (k.context >= 0 and k.max_gap >= 0, "track.context and track.max_gap must be >= 0"),
+        (0 <= k.still_share <= 1, "track.still_share must be in [0, 1]"),
+        (0 <= k.stretch < 0.5 and k.shift >= 0, "track.stretch in [0, 0.5), track.shift >= 0"),
+        (k.radius > 0 and k.pairs_per_epoch >= t.batch_size,
+         "track.radius must be > 0 and track.pairs_per_epoch >= train.batch_size"),
+        (k.scales >= 1 and k.scales % 2 == 1, "track.scales must be odd (1, 3, 5)"),
+        (k.scale_step >= 1 and 0 < k.scale_penalty <= 1 and 0 <= k.scale_lr <= 1,
+         "track: scale_step >= 1, scale_penalty in (0, 1], scale_lr in [0, 1]"),
+        (0 <= k.window_influence <= 1 and 1 <= k.upsample <= 32,
+         "track: window_influence in [0, 1], upsample in [1, 32]"),
+        (t.device in ("cpu", "cuda") or t.device.startswith("cuda:"), "train.device: cpu|cuda"),
         (t.amp in ("auto", "off", "bf16", "fp16"),
          f"train.amp '{t.amp}': choose auto, off, bf16 or fp16"),
     ]

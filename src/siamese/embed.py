@@ -29,10 +29,10 @@ def list_inputs(path: Path, audio: bool = False) -> list[Path]:
 
 def embed_path(run: str | Path, inputs: str | Path, out: str | Path,
                device: str = "cpu", runtime: str = "torch") -> tuple[int, int]:
-    from .api import load
     from .data.table import load_table
+    from .model import Model
 
-    model = load(run, device=device, runtime=runtime)
+    model = Model.load(run, device=device, runtime=runtime)
     inputs, out = Path(inputs), Path(out)
     if model.preprocessing.kind == "vector":
         if inputs.suffix.lower() not in (".csv", ".npy") or not inputs.is_file():

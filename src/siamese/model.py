@@ -43,6 +43,9 @@ class Model:
             raise ConfigError(f"unknown runtime '{runtime}'; choose {' or '.join(RUNTIMES)}")
         run = Path(run)
         card = read_card(run)
+        if card.get("task") == "tracking":
+            raise ConfigError(f"{run} is a tracking model (SiamFC), it does not compare pairs; "
+                              "use 'siamese track' or 'siamese evaluate RUN --otb DIR'")
         check_card(card, run / "card.json")
         try:
             cfg = resolve(config_from_dict(card["config"], str(run / "card.json")))

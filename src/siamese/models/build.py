@@ -5,9 +5,11 @@ from __future__ import annotations
 import torch
 
 from ..config import Config
+from ..errors import ConfigError
 from .audio import build_audio_encoder
 from .encoders import create_encoder, default_encoder
 from .siamese import SiameseNet
+from .siamfc import TRACKING_ENCODERS
 from .twin import TwinRegressor
 
 
@@ -21,6 +23,9 @@ def build_net(cfg: Config, input_shape: list[int], kind: str,
     """train.task regression: a TwinRegressor holding `anchors` training rows (its embeddings
     not normalised: they feed the difference head, not a distance)."""
     name = cfg.model.encoder if cfg.model.encoder != "auto" else default_encoder(kind)
+    if name in TRACKING_ENCODERS:
+        raise ConfigError(f"encoder '{name}' is fully convolutional, for train.task tracking "
+                          "(SiamFC); choose another one to compare pairs")
     if kind == "audio":  # the log-mel front end is part of the encoder
         augment = cfg.augment
         encoder = build_audio_encoder(

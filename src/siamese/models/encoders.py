@@ -124,4 +124,4 @@ def default_encoder(kind: str) -> str:
     return {"image": "conv4", "audio": "audio_resnet"}.get(kind, "mlp")
 
 
-from . import audio  # noqa: E402,F401  registers the audio encoders
+from . import audio, siamfc  # noqa: E402,F401  registers the audio and tracking encoders

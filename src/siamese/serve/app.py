@@ -118,11 +118,11 @@ def create_app(run: str | Path, api_key: str | None = None, limits: Limits | Non
                runtime: str = "torch") -> FastAPI:
     """allowed_hosts: the names clients may reach this server by (Host header); None = the
     loopback names, ["*"] = any (behind a proxy that checks it)."""
-    from ..api import load
+    from ..model import Model
 
     limits = limits or Limits()
     hosts = {h.lower().strip("[]") for h in (allowed_hosts or LOOPBACK)}
-    model = load(run, runtime=runtime)
+    model = Model.load(run, runtime=runtime)
     store = open_store(model)
     decoder = DecodePool(limits.decode_workers)  # forked first, before any thread is started
     batcher = Batcher(model.embed_tensor) if batching else None

@@ -1,0 +1,72 @@
+"""`siamese track` and `siamese evaluate RUN --otb DIR`: the tracking commands."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _track(args: argparse.Namespace) -> int:
+    from .atomic import atomic_write_bytes
+    from .data.otb import parse_box
+    from .errors import ConfigError
+    from .tracking.model import TrackingModel, read_input
+    from .tracking.render import VIDEO_SUFFIXES
+
+    if (args.frames is None) == (args.video is None):
+        raise ConfigError("give the frames to track: --frames DIR or --video FILE")
+    if args.render and Path(args.render).suffix.lower() not in {".gif", *VIDEO_SUFFIXES}:
+        raise ConfigError(f"--render {args.render}: give a .gif, .mp4, .avi, .mkv or .mov file")
+    box = parse_box(args.box)
+    model = TrackingModel.load(args.run, device=args.device)
+    frames = read_input(args.frames or args.video)
+    boxes, fps = model.track(frames, box, progress=not args.quiet)
+    text = "".join(f"{x:.2f},{y:.2f},{w:.2f},{h:.2f}\n" for x, y, w, h in boxes)
+    atomic_write_bytes(args.out, text.encode())
+    print(f"tracked {len(frames)} frames at {fps:.1f} frames/s; boxes written to {args.out}")
+    if args.render:
+        from .tracking.render import render
+
+        render(frames, boxes, args.render)
+        print(f"rendered {args.render}")
+    return 0
+
+
+def evaluate_otb_command(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
+    from .tracking.evaluate import evaluate_otb, format_otb
+    from .tracking.model import TrackingModel
+
+    if not args.otb:
+        raise ConfigError(f"{args.run} is a tracking model: evaluate it on sequences with "
+                          "--otb DIR (the OTB layout)")
+    model = TrackingModel.load(args.run, device=args.device)
+    result = evaluate_otb(model, args.otb, args.sequences, args.out)
+    print(format_otb(result))
+    where = Path(args.out) if args.out else Path(args.run)
+    print(f"metrics written to {where / 'otb_metrics.json'}; plots: success.png, precision.png")
+    return 0
+
+
+def add_track_command(sub) -> None:
+    k = sub.add_parser("track", help="track one target through a video from its box in the "
+                       "first frame (a tracking run, SiamFC)")
+    k.add_argument("run")
+    k.add_argument("--frames", help="a folder of frames (JPEG/PNG, in name order)")
+    k.add_argument("--video", help="a video file (MP4, AVI, MKV, ...)")
+    k.add_argument("--box", required=True, help="the target in the first frame: x,y,w,h "
+                   "(pixels, top-left corner)")
+    k.add_argument("--out", default="boxes.txt", help="one x,y,w,h line per frame (OTB format)")
+    k.add_argument("--render", help="also write the frames with the box: .gif or .mp4")
+    k.add_argument("--device", default="cpu")
+    k.add_argument("--quiet", action="store_true", help="no progress bar")
+    k.set_defaults(func=_track)
+
+
+def is_tracking(run: str) -> bool:
+    from .tracking.model import is_tracking_run
+
+    try:
+        return is_tracking_run(run)
+    except Exception:  # a missing or damaged run: the usual loader says what is wrong
+        return False

@@ -1,0 +1,1 @@
+"""Object tracking with a fully-convolutional Siamese network (SiamFC)."""

@@ -1,0 +1,97 @@
+"""`TrackingModel`: a trained SiamFC run, ready to track. `siamese.load(run)` returns one for a
+tracking run.
+
+    model = siamese.load("runs/otb")
+    boxes, fps = model.track("Dog1/img", box=(139, 112, 51, 36))   # a folder, a video, frames
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..artifact import check_card, read_card, read_weights
+from ..config import config_from_dict, resolve
+from ..data.otb import check_box, frame_files, read_frames, read_video
+from ..errors import ArtifactError, ConfigError, DataError
+from .tracker import SiamFCTracker
+
+
+def is_tracking_run(run: str | Path) -> bool:
+    return read_card(Path(run)).get("task") == "tracking"
+
+
+def read_input(source) -> list[np.ndarray]:
+    """Frames: a folder of images, a video file, or a list of RGB arrays."""
+    if isinstance(source, list | tuple):
+        frames = [np.asarray(f) for f in source]
+        if not frames:
+            raise DataError("no frames given")
+        if any(f.ndim != 3 or f.shape[2] != 3 or f.shape != frames[0].shape for f in frames):
+            raise DataError("frames must be RGB arrays (H, W, 3) of one size")
+        return [f.astype(np.uint8, copy=False) for f in frames]
+    path = Path(source)
+    return read_frames(frame_files(path)) if path.is_dir() else read_video(path)
+
+
+class TrackingModel:
+    def __init__(self, net, cfg, card: dict, run: Path | None = None,
+                 device: str = "cpu") -> None:
+        self.net, self.cfg, self.card, self.run, self.device = net, cfg, card, run, device
+
+    @classmethod
+    def load(cls, run: str | Path, device: str = "cpu") -> TrackingModel:
+        from ..training.tracking import build_tracker_net
+
+        run = Path(run)
+        card = read_card(run)
+        if card.get("task") != "tracking":
+            raise ConfigError(f"{run} is not a tracking run (it compares pairs); train one with "
+                              "train.task = \"tracking\" (configs/otb.toml)")
+        check_card(card, run / "card.json")
+        try:
+            cfg = resolve(config_from_dict(card["config"], str(run / "card.json")))
+        except ConfigError as e:
+            raise ArtifactError(f"{run / 'card.json'} is invalid ({e}); restore the run folder "
+                                "or train again") from None
+        net = build_tracker_net(cfg)
+        state, _ = read_weights(run / "model.safetensors")
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as e:
+            raise ArtifactError(f"{run / 'model.safetensors'} does not match its card "
+                                f"({str(e).splitlines()[0][:80]}); train again") from None
+        net = net.to(device).to(memory_format=torch.channels_last).eval()
+        return cls(net, cfg, card, run, device)
+
+    def tracker(self) -> SiamFCTracker:
+        return SiamFCTracker(self.net, self.cfg.track, self.device)
+
+    def track(self, frames, box, progress: bool = False) -> tuple[np.ndarray, float]:
+        """Frames (a folder, a video file or RGB arrays) and the target's box x,y,w,h in the
+        first -> ((N, 4) boxes, the first one as given; frames per second of tracking)."""
+        frames = read_input(frames)
+        box = np.asarray(box, dtype=np.float64)
+        check_box(box, frames[0])
+        tracker = self.tracker()
+        out = np.zeros((len(frames), 4))
+        out[0] = box
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(frames), desc="tracking", unit="frame", file=sys.stderr)
+        t0 = time.perf_counter()
+        tracker.init(frames[0], box)
+        for i in range(1, len(frames)):
+            out[i] = tracker.update(frames[i])
+            if bar is not None:
+                bar.update()
+        seconds = time.perf_counter() - t0
+        if bar is not None:
+            bar.close()
+        return out, len(frames) / max(seconds, 1e-9)

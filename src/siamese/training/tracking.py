@@ -1,0 +1,144 @@
+"""SiamFC training (train.task = "tracking") on sequences in the OTB layout.
+
+Each step draws its pairs from the step's own generator (seeded by seed, epoch and batch, so a
+resumed run draws the same): a target uniformly among the training targets, an exemplar frame,
+a search frame at most `track.max_gap` frames away (or, for a `still_share` of pairs, the same
+frame: a still image made into a pseudo-video by the random shift and scale below). The
+exemplar is the target with context at 127 px; the search crop is centred off the target by up
+to `track.shift` px and scaled by up to `track.stretch`, so the net must find it; both crops
+are flipped together half the time and turned grey together a tenth of the time. The loss is
+the balanced logistic loss on the response map (losses/response.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..artifact import write_card
+from ..config import Config
+from ..data.crops import centre_of, context_size, crop, frame_mean
+from ..data.loader import IndexedSamples, ShuffledBatches, make_loader
+from ..data.otb import list_targets, read_frames
+from ..evaluation.plots import plot_history
+from ..losses.response import balanced_logistic_loss, response_labels
+from ..models.encoders import create_encoder
+from ..models.siamfc import SiamFC
+from .distributed import Dist
+from .run import fit_run, new_card, start_folder, start_run
+from .task import Task
+
+
+def build_tracker_net(cfg: Config) -> SiamFC:
+    backbone = create_encoder(cfg.model.encoder, (3, cfg.track.exemplar, cfg.track.exemplar),
+                              cfg.model.width)
+    return SiamFC(backbone, cfg.track.exemplar, cfg.track.search)
+
+
+class TrackingTask(Task):
+    inputs_per_sample = 2
+
+    def __init__(self, net: SiamFC, videos: list[tuple[list[np.ndarray], np.ndarray]],
+                 cfg: Config, device: str = "cpu") -> None:
+        self.model = self.module = net
+        self.videos, self.cfg, self.device = videos, cfg.track, device
+        self.means = [frame_mean(frames[0]) for frames, _ in videos]
+
+    def pair(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """-> exemplar crop, search crop (uint8 HWC), the target's offset (x, y) from the
+        search crop's centre in crop pixels."""
+        k = self.cfg
+        v = int(rng.integers(len(self.videos)))
+        frames, boxes = self.videos[v]
+        i = int(rng.integers(len(boxes)))
+        j = i if rng.random() < k.still_share else int(np.clip(
+            i + rng.integers(-k.max_gap, k.max_gap + 1), 0, len(boxes) - 1))
+        mean = self.means[v]
+        (cx, cy), (w, h) = centre_of(boxes[i]), boxes[i][2:]
+        z = crop(frames[i], cx, cy, context_size(w, h, k.context), k.exemplar, mean)
+        (cx, cy), (w, h) = centre_of(boxes[j]), boxes[j][2:]
+        side = context_size(w, h, k.context) * k.search / k.exemplar
+        side *= float(np.exp(rng.uniform(-1, 1) * np.log1p(k.stretch)))
+        offset = rng.uniform(-k.shift, k.shift, 2)
+        # the crop's centre is the target's centre minus the offset (in frame pixels)
+        a = side / k.search
+        x = crop(frames[j], cx - offset[0] * a, cy - offset[1] * a, side, k.search, mean)
+        return z, x, offset
+
+    def batch(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+        rng = np.random.default_rng(int(torch.randint(2 ** 62, (1,), generator=gen)))
+        zs, xs, offsets = zip(*(self.pair(rng) for _ in range(n)), strict=True)
+        z = torch.from_numpy(np.stack(zs)).permute(0, 3, 1, 2).float()
+        x = torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).float()
+        off = torch.from_numpy(np.stack(offsets)).float()
+        flip = torch.from_numpy(rng.random(n) < 0.5)
+        z[flip], x[flip] = z[flip].flip(-1), x[flip].flip(-1)
+        off[flip, 0] = -off[flip, 0]
+        grey = torch.from_numpy(rng.random(n) < 0.1)
+        z[grey] = z[grey].mean(1, keepdim=True).expand(-1, 3, -1, -1)
+        x[grey] = x[grey].mean(1, keepdim=True).expand(-1, 3, -1, -1)
+        cl = torch.channels_last
+        return z.contiguous(memory_format=cl), x.contiguous(memory_format=cl), off
+
+    def step(self, batch, gen: torch.Generator) -> torch.Tensor:
+        z, x, offsets = self.batch(len(batch[0]), gen)
+        logits = self.model(z.to(self.device), x.to(self.device))
+        labels = response_labels(logits.shape[-1], self.module.stride, self.cfg.radius, offsets)
+        return balanced_logistic_loss(logits.float(), labels.to(logits.device))
+
+
+def load_videos(cfg: Config) -> tuple[list, list[str]]:
+    """The training targets' frames (decoded once, in memory) and boxes."""
+    targets = list_targets(Path(cfg.data.path), cfg.track.sequences or None)
+    cache: dict[Path, list[np.ndarray]] = {}
+    videos = []
+    for t in targets:
+        if t.sequence not in cache:
+            cache[t.sequence] = read_frames(t.frames)
+        frames = cache[t.sequence]
+        n = min(len(frames), len(t.boxes))
+        valid = [i for i in range(n) if t.boxes[i][2] > 0 and t.boxes[i][3] > 0]
+        videos.append(([frames[i] for i in valid], t.boxes[valid]))
+    return videos, [t.name for t in targets]
+
+
+def train_tracking(cfg: Config, out: Path, d: Dist, resume: bool, force: bool,
+                   quiet: bool):
+    from ..tracking.model import TrackingModel
+
+    device, amp = start_run(cfg, d)
+    if not cfg.data.path:
+        from ..errors import ConfigError
+
+        raise ConfigError("train.task tracking needs --data: a folder of sequences in the OTB "
+                          "layout (<Seq>/img/0001.jpg, <Seq>/groundtruth_rect.txt)")
+    videos, names = load_videos(cfg)
+    net = build_tracker_net(cfg).to(device).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.train.lr,
+                                  weight_decay=cfg.train.weight_decay)
+    k = cfg.track
+    batches = ShuffledBatches(k.pairs_per_epoch, cfg.train.batch_size, cfg.train.seed, d.rank,
+                              d.world)
+    split = {"mode": "sequences", "train": names}
+    start_folder(out, cfg, split, d, resume, force)
+    card = new_card(cfg, d, 0, amp,
+                    preprocessing={"kind": "tracking", "input_shape": [3, k.exemplar,
+                                                                       k.exemplar],
+                                   "mean": [0.0] * 3, "std": [255.0] * 3},
+                    classes=[], data={"kind": "tracking", "targets": names,
+                                      "frames": sum(len(b) for _, b in videos)},
+                    tracking={"exemplar": k.exemplar, "search": k.search,
+                              "response_size": net.response_size, "stride": net.stride},
+                    split={"mode": "sequences", "train": names})
+    loader = make_loader(IndexedSamples(torch.zeros(k.pairs_per_epoch, 1),
+                                        np.zeros(k.pairs_per_epoch)), batches, 0)
+    fit_run(cfg, out, d, TrackingTask(net, videos, cfg, device), optimizer, loader, card,
+            None, "none", resume, quiet, amp)
+    if not d.main:
+        return None
+    card["status"] = "trained"
+    write_card(out, card)
+    plot_history(card["history"], out / "training.png")
+    return TrackingModel.load(out, device)

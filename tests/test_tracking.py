@@ -1,0 +1,233 @@
+"""Tracking (SiamFC): the OTB scorer against brute force and the published figures, the
+cross-correlation and the response loss against naive loops, crops, and end-to-end runs on
+synthetic sequences and on a real one (skipped without ../shared/data)."""
+
+import itertools
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import siamese
+from conftest import SHARED_DATA
+from siamese.cli import main
+from siamese.data.crops import crop
+from siamese.evaluation.otb import SUCCESS_THRESHOLDS, centre_error, iou, score
+from siamese.losses.response import balanced_logistic_loss, response_labels
+from siamese.models.siamfc import SiamFC, cross_correlate, siamfc_small
+
+OTB = SHARED_DATA / "otb"
+
+
+def test_iou_and_curves_match_a_pixel_count():
+    rng = np.random.default_rng(0)
+    a = np.column_stack([rng.integers(0, 20, (40, 2)), rng.integers(1, 15, (40, 2))])
+    b = np.column_stack([rng.integers(0, 20, (40, 2)), rng.integers(1, 15, (40, 2))])
+
+    def mask(box):
+        m = np.zeros((40, 40), bool)
+        x, y, w, h = box
+        m[y:y + h, x:x + w] = True
+        return m
+
+    want = [(mask(p) & mask(q)).sum() / (mask(p) | mask(q)).sum()
+            for p, q in zip(a, b, strict=True)]
+    np.testing.assert_allclose(iou(a, b), want)
+    s = score(a, b)
+    assert s["success"] == [np.mean([w > t for w in want]) for t in SUCCESS_THRESHOLDS]
+    assert s["success_auc"] == pytest.approx(np.mean(s["success"]))
+    ca = a[:, :2] + (a[:, 2:] - 1) / 2
+    cb = b[:, :2] + (b[:, 2:] - 1) / 2
+    assert s["precision_20"] == np.mean(np.hypot(*(ca - cb).T) <= 20)
+    np.testing.assert_allclose(centre_error(a, b), np.hypot(*(ca - cb).T))
+
+
+def test_frames_without_truth_do_not_count_and_lost_frames_score_zero():
+    truth = np.array([[0, 0, 10, 10], [0, 0, 0, 0], [5, 5, 10, 10], [1, 1, 4, 4]], float)
+    pred = np.array([[0, 0, 10, 10], [9, 9, 9, 9], [np.nan, 0, 0, 0]], float)  # one short
+    s = score(pred, truth)
+    assert s["frames"] == 3 and s["mean_iou"] == pytest.approx(1 / 3)
+
+
+@pytest.mark.skipif(not OTB.is_dir(), reason="no OTB sequences in shared data")
+def test_the_published_results_score_as_published():
+    from siamese.data.otb import list_targets
+    from siamese.tracking.evaluate import published_scores
+
+    got = published_scores(list_targets(OTB))
+    for name, auc in {"MDNet": 0.718, "SiamFC-3s": 0.637, "SRDCF": 0.628, "KCF": 0.356}.items():
+        assert got[name]["mean"]["success_auc"] == pytest.approx(auc, abs=5e-4), name
+
+
+def test_cross_correlation_matches_a_loop_and_follows_a_shift():
+    z, x = torch.randn(3, 4, 5, 5), torch.randn(3, 4, 12, 12)
+    want = torch.stack([F.conv2d(x[i:i + 1], z[i:i + 1])[0] for i in range(3)])
+    torch.testing.assert_close(cross_correlate(z, x), want)
+    torch.testing.assert_close(cross_correlate(z[:1], x), F.conv2d(x, z[:1]))
+    # no padding: moving the target by one stride moves the response peak by one cell
+    net = SiamFC(siamfc_small((3, 127, 127), width=4)).eval()
+    rng = np.random.default_rng(0)
+    target = rng.integers(0, 255, (3, 40, 40))
+    peaks = []
+    for dx in (0, 8, 16):
+        frame = np.full((3, 255, 255), 128.0)
+        frame[:, 107:147, 107 + dx:147 + dx] = target
+        exemplar = np.full((3, 127, 127), 128.0)
+        exemplar[:, 43:83, 43:83] = target
+        with torch.no_grad():
+            r = net(torch.tensor(exemplar[None]).float(), torch.tensor(frame[None]).float())
+        peaks.append(np.unravel_index(int(r[0, 0].argmax()), r.shape[-2:]))
+    assert [p[1] - peaks[0][1] for p in peaks] == [0, 1, 2]
+    assert len({p[0] for p in peaks}) == 1
+
+
+def test_labels_and_the_balanced_loss_match_naive_loops():
+    offsets = torch.tensor([[0.0, 0.0], [17.0, -9.0]])
+    labels = response_labels(17, 8, 16.0, offsets)
+    for b, i, j in itertools.product(range(2), range(17), range(17)):
+        px, py = (j - 8) * 8, (i - 8) * 8
+        inside = (px - offsets[b, 0]) ** 2 + (py - offsets[b, 1]) ** 2 <= 256
+        assert labels[b, 0, i, j] == float(inside)
+    logits = torch.randn(2, 1, 17, 17)
+    want = 0.0
+    for b in range(2):
+        lab, lg = labels[b].flatten(), logits[b].flatten()
+        pos, neg = lab.sum(), (1 - lab).sum()
+        terms = [(0.5 / pos if y else 0.5 / neg) * F.binary_cross_entropy_with_logits(v, y)
+                 for v, y in zip(lg, lab, strict=True)]
+        want += sum(terms) / 2
+    torch.testing.assert_close(balanced_logistic_loss(logits, labels), want)
+
+
+def test_crops_centre_the_point_and_fill_past_the_edge_with_the_mean():
+    frame = np.zeros((50, 60, 3), np.uint8)
+    frame[20, 30] = [255, 0, 0]
+    c = crop(frame, 30, 20, 11, 11)
+    assert tuple(c[5, 5]) == (255, 0, 0) and c.sum() == 255
+    edge = crop(frame, 0, 0, 21, 21, mean=(7.0, 8.0, 9.0))
+    assert tuple(edge[0, 0]) == (7, 8, 9) and tuple(edge[15, 15]) == (0, 0, 0)
+
+
+def _sequences(root, n=2, frames=24):
+    """Synthetic OTB folders: a textured square gliding over a noisy background."""
+    rng = np.random.default_rng(1)
+    for s in range(n):
+        seq = root / f"Seq{s}"
+        (seq / "img").mkdir(parents=True)
+        patch = rng.integers(0, 255, (24, 24, 3))
+        boxes = []
+        for f in range(frames):
+            img = rng.integers(90, 140, (120, 160, 3))
+            x, y = 20 + 3 * f + 10 * s, 40 + int(10 * np.sin(f / 4))
+            img[y:y + 24, x:x + 24] = patch
+            Image.fromarray(img.astype(np.uint8)).save(seq / "img" / f"{f + 1:04d}.jpg")
+            boxes.append(f"{x},{y},24,24")
+        (seq / "groundtruth_rect.txt").write_text("\n".join(boxes) + "\n")
+    return root
+
+
+TINY = ["--task", "tracking", "--width", "4", "--batch-size", "4", "--epochs", "1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def tracking_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("otb")
+    data = _sequences(root / "data")
+    cfg = root / "t.toml"
+    cfg.write_text("[track]\npairs_per_epoch = 8\nexemplar = 87\nsearch = 127\n")
+    assert main(["train", "--config", str(cfg), "--data", str(data), "--out",
+                 str(root / "run"), *TINY]) == 0
+    return root / "run", data
+
+
+def test_train_track_render_and_evaluate(tracking_run, tmp_path, capsys):
+    run, data = tracking_run
+    model = siamese.load(run)
+    first = [float(v) for v in (data / "Seq0/groundtruth_rect.txt").read_text().split()[0]
+             .split(",")]
+    boxes, fps = model.track(data / "Seq0/img", first)
+    assert boxes.shape == (24, 4) and fps > 0 and np.allclose(boxes[0], first)
+    out, gif = tmp_path / "b.txt", tmp_path / "t.gif"
+    assert main(["track", str(run), "--frames", str(data / "Seq1/img"), "--box",
+                 "30,40,24,24", "--out", str(out), "--render", str(gif), "--quiet"]) == 0
+    assert len(out.read_text().splitlines()) == 24
+    assert Image.open(gif).n_frames == 24
+    assert main(["evaluate", str(run), "--otb", str(data), "--out", str(tmp_path / "e")]) == 0
+    table = capsys.readouterr().out
+    assert "| **ours**" in table
+    assert (tmp_path / "e/success.png").stat().st_size > 5000
+    assert (tmp_path / "e/precision.png").stat().st_size > 5000
+
+
+def test_video_files_track_like_their_frames(tracking_run, tmp_path):
+    import cv2
+
+    run, data = tracking_run
+    frames = [np.asarray(Image.open(p)) for p in sorted((data / "Seq0/img").glob("*.jpg"))]
+    video = tmp_path / "v.avi"
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 25, (160, 120))
+    for f in frames:
+        w.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    w.release()
+    assert main(["track", str(run), "--video", str(video), "--box", "20,40,24,24", "--out",
+                 str(tmp_path / "v.txt"), "--quiet"]) == 0
+    assert len((tmp_path / "v.txt").read_text().splitlines()) == 24
+
+
+@pytest.mark.parametrize("case, message", [
+    (["--box", "500,500,10,10"], "lies outside the 160x120 first frame"),
+    (["--box", "20,40,0,24"], "has no area"),
+    (["--box", "20,40"], "give x,y,w,h"),
+    (["--frames", "EMPTY"], "holds no JPEG, PNG or BMP frames"),
+    (["--frames", "MIXED"], "give the frames of one video"),
+    (["--video", "BROKEN"], "cannot read video"),
+])
+def test_bad_tracking_input_is_one_line_and_writes_nothing(tracking_run, tmp_path, capsys,
+                                                           case, message):
+    run, data = tracking_run
+    (tmp_path / "empty").mkdir()
+    mixed = shutil.copytree(data / "Seq0/img", tmp_path / "mixed")
+    Image.new("RGB", (10, 10)).save(mixed / "9999.jpg")
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    where = {"EMPTY": tmp_path / "empty", "MIXED": mixed, "BROKEN": tmp_path / "broken.mp4"}
+    args = [str(where.get(a, a)) for a in case]
+    if "--frames" not in case and "--video" not in case:
+        args += ["--frames", str(data / "Seq0/img")]
+    if "--box" not in case:
+        args += ["--box", "20,40,24,24"]
+    out = tmp_path / "b.txt"
+    assert main(["track", str(run), *args, "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_tracking_and_pair_runs_are_not_mixed_up(tracking_run, run_copy, tmp_path, capsys):
+    run, data = tracking_run
+    a = next((data / "Seq0/img").iterdir())
+    assert main(["compare", str(run), str(a), str(a)]) == 2
+    assert "is a tracking model" in capsys.readouterr().err
+    assert main(["track", str(run_copy), "--frames", str(data / "Seq0/img"), "--box",
+                 "20,40,24,24", "--out", str(tmp_path / "b.txt")]) == 2
+    assert "is not a tracking run" in capsys.readouterr().err
+    assert main(["evaluate", str(run_copy), "--otb", str(data)]) == 2
+    assert "is not a tracking run" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (OTB / "Football1").is_dir(), reason="no OTB sequences in shared data")
+def test_a_real_sequence_tracks_end_to_end(tracking_run, tmp_path):
+    from siamese.data.otb import list_targets
+
+    run, _ = tracking_run
+    target = list_targets(OTB, ["Football1"])[0]
+    frames = target.frames[:12]
+    img = tmp_path / "img"
+    img.mkdir()
+    for f in frames:
+        shutil.copy(f, img / f.name)
+    boxes, _ = siamese.load(run).track(img, target.boxes[0])
+    assert boxes.shape == (12, 4) and np.isfinite(boxes).all()
+    assert score(boxes, target.boxes[:12])["frames"] == 12
