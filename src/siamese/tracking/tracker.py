@@ -59,7 +59,9 @@ class SiamFCTracker:
         responses = self.net.respond(self.kernel, feats)[:, 0].float().cpu().numpy()
         up = np.stack([cv2.resize(r, (self.up, self.up), interpolation=cv2.INTER_CUBIC)
                        for r in responses])
-        best = int(np.argmax(up.reshape(len(up), -1).max(1) * self.penalty))
+        # the penalty on the peaks' logits is additive (log): a logit may be negative, and
+        # multiplying a negative peak would favour the penalised scale
+        best = int(np.argmax(up.reshape(len(up), -1).max(1) + np.log(self.penalty)))
         r = up[best] - up[best].min()
         r /= r.sum() + 1e-12
         r = (1 - c.window_influence) * r + c.window_influence * self.window

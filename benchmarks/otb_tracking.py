@@ -1,0 +1,171 @@
+"""OTB tracking, leave one sequence out: for each of the six sequences, train configs/otb.toml
+on the other five within the budget, then track the held-out sequence's targets from their
+first true box (Jogging's two targets are one fold); beside it, in the same run and scored by
+the same code: OpenCV's CSRT and KCF trackers from the same first box, and the published
+trackers' results shipped with the sequences.
+
+    .venv/bin/python benchmarks/otb_tracking.py --budget-minutes 5 --seeds 3 \\
+        --out results/otb_tracking.json
+
+Writes JSON (per seed, fold and target), success and precision plots (next to --out), and
+prints a markdown table. Skips (exit 0) when the sequences are missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+import tomllib
+from pathlib import Path
+
+import numpy as np
+from machine import describe, machine_info
+
+import siamese
+from siamese.data.otb import list_targets
+from siamese.evaluation.otb import mean_scores
+from siamese.tracking.evaluate import published_scores, track_targets
+from siamese.tracking.plots import plot_otb
+
+PEERS = {"OpenCV CSRT": "TrackerCSRT_create", "OpenCV KCF": "TrackerKCF_create"}
+
+
+def opencv_tracker(name: str):
+    import cv2
+
+    def track(frames, box):
+        t = getattr(cv2, PEERS[name])()
+        bgr = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames]
+        out = np.zeros((len(frames), 4))
+        out[0] = box
+        t0 = time.perf_counter()
+        t.init(bgr[0], tuple(int(round(v)) for v in box))
+        for i in range(1, len(bgr)):
+            ok, b = t.update(bgr[i])
+            out[i] = b if ok else out[i - 1]  # lost: the last box stands
+        return out, len(frames) / (time.perf_counter() - t0)
+
+    return track
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--budget-minutes", type=float, default=5.0, help="training per fold")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--config", default="configs/otb.toml")
+    ap.add_argument("--out", default="results/otb_tracking.json")
+    ap.add_argument("--runs", default="runs/otb_fold", help="run folders: <runs>_<seq>_seed<k>")
+    ap.add_argument("--data-dir", default=os.environ.get("SIAMESE_DATA", "../shared/data"))
+    ap.add_argument("--folds", nargs="+", help="only these held-out sequences")
+    ap.add_argument("--no-peers", action="store_true", help="leave out OpenCV CSRT and KCF")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    args = ap.parse_args()
+    root = Path(args.data_dir) / "otb"
+    if not root.is_dir():
+        print(f"skipped: {root} not found (set --data-dir or SIAMESE_DATA)")
+        return
+    cfg = tomllib.loads(Path(args.config).read_text())
+    cfg["data"]["path"] = str(root)
+    cfg["train"]["max_minutes"] = args.budget_minutes
+    for item in args.set:
+        key, _, value = item.partition("=")
+        section, name = key.split(".")
+        cfg.setdefault(section, {})[name] = json.loads(value)
+    targets = list_targets(root)
+    sequences = sorted({t.sequence.name for t in targets})
+    folds = args.folds or sequences
+    result = {"machine": machine_info(), "budget_minutes": args.budget_minutes, "recipe": cfg,
+              "folds": folds, "seeds": [], "peers": {},
+              "published": {k: v["mean"] | {"targets": {n: {"success_auc": s["success_auc"],
+                                                             "precision_20": s["precision_20"]}
+                                                         for n, s in v["targets"].items()}}
+                            for k, v in published_scores(targets).items()}}
+    held = [t for t in targets if t.sequence.name in folds]
+    if not args.no_peers:
+        for name in PEERS:
+            per = track_targets(opencv_tracker(name), held, quiet=True)
+            result["peers"][name] = {"targets": {k: _brief(v) for k, v in per.items()},
+                                     **_summary(per)}
+            print(f"{name}: success AUC {result['peers'][name]['success_auc']:.3f}", flush=True)
+    for seed in range(args.seeds):
+        per, train_rates = {}, []
+        for seq in folds:
+            cfg["train"]["seed"] = seed
+            cfg.setdefault("track", {})["sequences"] = [s for s in sequences if s != seq]
+            model = siamese.train(cfg, f"{args.runs}_{seq}_seed{seed}", force=True, quiet=True)
+            hist = model.card["history"]
+            train_rates.append(sum(h["images"] for h in hist) / 2
+                               / max(sum(h["seconds"] for h in hist), 1e-9))
+            fold = track_targets(model.track, [t for t in targets if t.sequence.name == seq],
+                                 quiet=True)
+            per.update(fold)
+            for k, v in fold.items():
+                print(f"seed {seed}, {k}: success AUC {v['success_auc']:.3f}, precision "
+                      f"{v['precision_20']:.3f}, {v['fps']:.0f} frames/s", flush=True)
+        result["seeds"].append({"seed": seed, "targets": {k: _brief(v) for k, v in per.items()},
+                                "train_pairs_per_second": statistics.mean(train_rates),
+                                **_summary(per)})
+    seeds = result["seeds"]
+    result["mean_success_auc"] = statistics.mean(s["success_auc"] for s in seeds)
+    result["mean_precision_20"] = statistics.mean(s["precision_20"] for s in seeds)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    curves = {"ours (mean of seeds)": {
+        "success": np.mean([s["success"] for s in seeds], 0).tolist(),
+        "precision": np.mean([s["precision"] for s in seeds], 0).tolist(),
+        "success_auc": result["mean_success_auc"], "precision_20": result["mean_precision_20"]},
+        **result["peers"]}
+    if set(folds) == set(sequences):
+        curves.update({k: v for k, v in result["published"].items()})
+    plot_otb(curves, Path(args.out).parent, f"{len(held)} held-out targets")
+    print_table(result, held)
+
+
+def _brief(r: dict) -> dict:
+    return {k: r[k] for k in ("success_auc", "precision_20", "fps", "frames")}
+
+
+def _summary(per: dict) -> dict:
+    m = mean_scores(per)
+    frames = sum(r["frames"] for r in per.values())
+    return {"success_auc": m["success_auc"], "precision_20": m["precision_20"],
+            "success": m["success"], "precision": m["precision"],
+            "fps": frames / sum(r["frames"] / r["fps"] for r in per.values())}
+
+
+def print_table(result: dict, held) -> None:
+    names = [t.name for t in held]
+    seeds = result["seeds"]
+    print(f"\n{describe(result['machine'])}; {result['budget_minutes']:g} minutes of training "
+          f"per fold, {len(seeds)} seed(s), leave one sequence out\n")
+    print("| tracker | " + " | ".join(names) + " | mean success AUC | precision (20 px) "
+          "| frames/s |")
+    print("|---" * (len(names) + 4) + "|")
+
+    def row(label, per, mean, prec, fps):
+        cells = " | ".join(f"{per[n]['success_auc']:.3f}" for n in names)
+        fps = f"{fps:.0f}" if fps else ""
+        print(f"| {label} | {cells} | {mean:.3f} | {prec:.3f} | {fps} |")
+
+    avg = {n: {"success_auc": statistics.mean(s["targets"][n]["success_auc"] for s in seeds)}
+           for n in names}
+    row(f"**ours, mean of {len(seeds)} seed(s)**", avg, result["mean_success_auc"],
+        result["mean_precision_20"], statistics.mean(s["fps"] for s in seeds))
+    if len(seeds) > 1:
+        for s in seeds:
+            row(f"ours, seed {s['seed']}", s["targets"], s["success_auc"], s["precision_20"],
+                s["fps"])
+    for name, p in result["peers"].items():
+        row(name, p["targets"], p["success_auc"], p["precision_20"], p["fps"])
+    if len(held) == sum(len(p["targets"]) for p in list(result["published"].values())[:1]):
+        for name, p in sorted(result["published"].items(), key=lambda kv: -kv[1]["success_auc"]):
+            row(f"{name} (published)", p["targets"], p["success_auc"], p["precision_20"], None)
+    rate = statistics.mean(s["train_pairs_per_second"] for s in seeds)
+    print(f"\ntraining: {rate:.0f} exemplar/search pairs a second")
+
+
+if __name__ == "__main__":
+    main()
