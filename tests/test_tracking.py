@@ -231,3 +231,33 @@ def test_a_real_sequence_tracks_end_to_end(tracking_run, tmp_path):
     boxes, _ = siamese.load(run).track(img, target.boxes[0])
     assert boxes.shape == (12, 4) and np.isfinite(boxes).all()
     assert score(boxes, target.boxes[:12])["frames"] == 12
+
+
+def test_a_resumed_tracking_run_ends_with_the_uninterrupted_weights(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from siamese.training import callbacks
+
+    data = _sequences(tmp_path / "data", n=2, frames=10)
+    cfg = {"data": {"path": str(data)}, "model": {"width": 4},
+           "train": {"task": "tracking", "epochs": 3, "batch_size": 4},
+           "track": {"pairs_per_epoch": 8, "exemplar": 87, "search": 127}}
+    siamese.train(cfg, tmp_path / "whole", quiet=True)
+    save = callbacks.Checkpoint.on_epoch_end
+
+    def killed_after_epoch_1(self, trainer, logs):
+        save(self, trainer, logs)
+        if logs["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(callbacks.Checkpoint, "on_epoch_end", killed_after_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        siamese.train(cfg, tmp_path / "cut", quiet=True)
+    monkeypatch.setattr(callbacks.Checkpoint, "on_epoch_end", save)
+    resumed = siamese.train(out=tmp_path / "cut", resume=True, quiet=True)
+    assert [h["epoch"] for h in resumed.card["history"]] == [1, 2, 3]
+    whole = load_file(tmp_path / "whole" / "model.safetensors")
+    cut = load_file(tmp_path / "cut" / "model.safetensors")
+    assert whole.keys() == cut.keys()
+    for k in whole:
+        assert torch.equal(cut[k], whole[k]), k

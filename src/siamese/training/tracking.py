@@ -22,6 +22,7 @@ from ..config import Config
 from ..data.crops import centre_of, context_size, crop, frame_mean
 from ..data.loader import IndexedSamples, ShuffledBatches, make_loader
 from ..data.otb import list_targets, read_frames
+from ..errors import ConfigError
 from ..evaluation.plots import plot_history
 from ..losses.response import balanced_logistic_loss, response_labels
 from ..models.encoders import create_encoder
@@ -41,9 +42,9 @@ class TrackingTask(Task):
     inputs_per_sample = 2
 
     def __init__(self, net: SiamFC, videos: list[tuple[list[np.ndarray], np.ndarray]],
-                 cfg: Config, device: str = "cpu") -> None:
+                 cfg: Config, device: str = "cpu", rank: int = 0) -> None:
         self.model = self.module = net
-        self.videos, self.cfg, self.device = videos, cfg.track, device
+        self.videos, self.cfg, self.device, self.rank = videos, cfg.track, device, rank
         self.means = [frame_mean(frames[0]) for frames, _ in videos]
 
     def pair(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -68,7 +69,9 @@ class TrackingTask(Task):
         return z, x, offset
 
     def batch(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
-        rng = np.random.default_rng(int(torch.randint(2 ** 62, (1,), generator=gen)))
+        # the step's generator is the same on every rank: each rank draws its own pairs
+        rng = np.random.default_rng([int(torch.randint(2 ** 62, (1,), generator=gen)),
+                                     self.rank])
         zs, xs, offsets = zip(*(self.pair(rng) for _ in range(n)), strict=True)
         z = torch.from_numpy(np.stack(zs)).permute(0, 3, 1, 2).float()
         x = torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).float()
@@ -110,8 +113,6 @@ def train_tracking(cfg: Config, out: Path, d: Dist, resume: bool, force: bool,
 
     device, amp = start_run(cfg, d)
     if not cfg.data.path:
-        from ..errors import ConfigError
-
         raise ConfigError("train.task tracking needs --data: a folder of sequences in the OTB "
                           "layout (<Seq>/img/0001.jpg, <Seq>/groundtruth_rect.txt)")
     videos, names = load_videos(cfg)
@@ -121,8 +122,7 @@ def train_tracking(cfg: Config, out: Path, d: Dist, resume: bool, force: bool,
     k = cfg.track
     batches = ShuffledBatches(k.pairs_per_epoch, cfg.train.batch_size, cfg.train.seed, d.rank,
                               d.world)
-    split = {"mode": "sequences", "train": names}
-    start_folder(out, cfg, split, d, resume, force)
+    start_folder(out, cfg, {"mode": "sequences", "train": names}, d, resume, force)
     card = new_card(cfg, d, 0, amp,
                     preprocessing={"kind": "tracking", "input_shape": [3, k.exemplar,
                                                                        k.exemplar],
@@ -134,7 +134,7 @@ def train_tracking(cfg: Config, out: Path, d: Dist, resume: bool, force: bool,
                     split={"mode": "sequences", "train": names})
     loader = make_loader(IndexedSamples(torch.zeros(k.pairs_per_epoch, 1),
                                         np.zeros(k.pairs_per_epoch)), batches, 0)
-    fit_run(cfg, out, d, TrackingTask(net, videos, cfg, device), optimizer, loader, card,
+    fit_run(cfg, out, d, TrackingTask(net, videos, cfg, device, d.rank), optimizer, loader, card,
             None, "none", resume, quiet, amp)
     if not d.main:
         return None
