@@ -18,11 +18,11 @@ import json
 import os
 import statistics
 import time
-import tomllib
 from pathlib import Path
 
 import numpy as np
 from machine import describe, machine_info
+from recipe import load_recipe
 
 import siamese
 from siamese.data.otb import list_targets
@@ -67,13 +67,8 @@ def main() -> None:
     if not root.is_dir():
         print(f"skipped: {root} not found (set --data-dir or SIAMESE_DATA)")
         return
-    cfg = tomllib.loads(Path(args.config).read_text())
-    cfg["data"]["path"] = str(root)
-    cfg["train"]["max_minutes"] = args.budget_minutes
-    for item in args.set:
-        key, _, value = item.partition("=")
-        section, name = key.split(".")
-        cfg.setdefault(section, {})[name] = json.loads(value)
+    cfg = load_recipe(args.config, [f"data.path={json.dumps(str(root))}",
+                                    f"train.max_minutes={args.budget_minutes}", *args.set])
     targets = list_targets(root)
     sequences = sorted({t.sequence.name for t in targets})
     folds = args.folds or sequences

@@ -18,13 +18,13 @@ import json
 import os
 import statistics
 import time
-import tomllib
 from itertools import combinations
 from pathlib import Path
 
 import numpy as np
 import torch
 from machine import describe, machine_info
+from recipe import load_recipe
 
 import siamese
 from siamese.data.datasets import load_audio_tree
@@ -91,13 +91,8 @@ def main() -> None:
     if not (root / "test-other").is_dir():
         print(f"skipped: {root} not found (set --data-dir or SIAMESE_DATA)")
         return
-    cfg = tomllib.loads(Path(args.config).read_text())
-    cfg["data"]["path"] = str(root / "train-clean-100")
-    cfg["train"]["max_minutes"] = args.budget_minutes
-    for item in args.set:
-        key, _, value = item.partition("=")
-        section, name = key.split(".")
-        cfg.setdefault(section, {})[name] = json.loads(value)
+    cfg = load_recipe(args.config, [f"data.path={json.dumps(str(root / 'train-clean-100'))}",
+                                    f"train.max_minutes={args.budget_minutes}", *args.set])
     rate = cfg["data"]["sample_rate"]
     test = load_audio_tree(root / "test-other", rate)
     train = load_audio_tree(root / "train-clean-100", rate)

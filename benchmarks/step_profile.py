@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from machine import describe, machine_info
+from recipe import load_recipe
 
 from siamese.config import config_from_dict, resolve
 from siamese.data.audio import Waveforms, crop
@@ -34,14 +35,7 @@ from siamese.training.task import MetricLearningTask
 
 
 def recipe(path: str, overrides: list[str]):
-    import tomllib
-
-    values = tomllib.loads(Path(path).read_text())
-    for item in overrides:
-        key, _, value = item.partition("=")
-        section, name = key.split(".")
-        values.setdefault(section, {})[name] = json.loads(value)
-    return resolve(config_from_dict(values, path))
+    return resolve(config_from_dict(load_recipe(path, overrides), path))
 
 
 def main() -> None:

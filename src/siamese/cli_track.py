@@ -64,9 +64,10 @@ def add_track_command(sub) -> None:
 
 
 def is_tracking(run: str) -> bool:
+    from .errors import SiameseError
     from .tracking.model import is_tracking_run
 
     try:
         return is_tracking_run(run)
-    except Exception:  # a missing or damaged run: the usual loader says what is wrong
+    except SiameseError:  # a missing or damaged run: the usual loader says what is wrong
         return False

@@ -1,0 +1,17 @@
+"""A benchmark's recipe: a TOML config as a dict, with `--set SECTION.KEY=VALUE` changes
+(VALUE as JSON: 3, 0.5, true, "ecapa")."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+
+def load_recipe(path: str | Path, sets: list[str]) -> dict:
+    cfg = tomllib.loads(Path(path).read_text())
+    for item in sets:
+        key, _, value = item.partition("=")
+        section, name = key.split(".")
+        cfg.setdefault(section, {})[name] = json.loads(value)
+    return cfg
