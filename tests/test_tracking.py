@@ -18,6 +18,7 @@ from siamese.data.crops import crop
 from siamese.evaluation.otb import SUCCESS_THRESHOLDS, centre_error, iou, score
 from siamese.losses.response import balanced_logistic_loss, response_labels
 from siamese.models.siamfc import SiamFC, cross_correlate, siamfc_small
+from siamese.training.tracking import random_box
 
 OTB = SHARED_DATA / "otb"
 
@@ -100,6 +101,36 @@ def test_labels_and_the_balanced_loss_match_naive_loops():
                  for v, y in zip(lg, lab, strict=True)]
         want += sum(terms) / 2
     torch.testing.assert_close(balanced_logistic_loss(logits, labels), want)
+
+
+def test_in_training_the_exemplar_is_normalised_as_when_tracking():
+    """Training normalises the search crops by their batch and the exemplars by the running
+    statistics; tracking normalises both by the running statistics (models/siamfc.py)."""
+    torch.manual_seed(0)
+    net = SiamFC(siamfc_small((3, 87, 87), width=4), exemplar=87, search=127)
+    z, x = torch.rand(4, 3, 87, 87) * 255, torch.rand(4, 3, 127, 127) * 255
+    before = [m.running_mean.clone() for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    logits = net.train()(z, x)
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert net.training and all(m.training for m in norms)
+    assert all(not torch.equal(b, m.running_mean) for b, m in zip(before, norms, strict=True))
+    with torch.no_grad():  # the running statistics were updated by the search crops first
+        z_eval = net.eval().embed(z)
+        net.train()
+        x_train = net.embed(x)
+    torch.testing.assert_close(logits, net.respond(z_eval, x_train))
+    logits.sum().backward()  # the exemplar branch still trains the backbone
+    assert net.backbone[0].weight.grad.abs().sum() > 0
+
+
+def test_random_boxes_lie_inside_the_frame():
+    rng = np.random.default_rng(0)
+    boxes = np.stack([random_box((120, 160, 3), rng) for _ in range(500)])
+    assert (boxes[:, :2] >= 0).all() and (boxes[:, 0] + boxes[:, 2] <= 160).all()
+    assert (boxes[:, 1] + boxes[:, 3] <= 120).all()
+    area = boxes[:, 2] * boxes[:, 3] / (120 * 160)
+    assert area.min() >= 0.004 and area.max() <= 0.1 + 1e-9
+    assert ((boxes[:, 2] / boxes[:, 3]) > 1.5).any() and ((boxes[:, 2] / boxes[:, 3]) < 0.67).any()
 
 
 def test_crops_centre_the_point_and_fill_past_the_edge_with_the_mean():

@@ -110,4 +110,16 @@ class SiamFC(nn.Module):
 
     def forward(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, 127, 127) exemplars, (B, 3, 255, 255) search crops -> (B, 1, R, R) logits."""
-        return self.respond(self.embed(z), self.embed(x))
+        x_feat = self.embed(x)
+        if not self.training:
+            return self.respond(self.embed(z), x_feat)
+        norms = [m for m in self.backbone.modules()
+                 if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        for m in norms:  # the exemplar through the running statistics, as when tracking
+            m.eval()
+        try:
+            z_feat = self.embed(z)
+        finally:
+            for m in norms:
+                m.train()
+        return self.respond(z_feat, x_feat)

@@ -3,7 +3,9 @@
 Each step draws its pairs from the step's own generator (seeded by seed, epoch and batch, so a
 resumed run draws the same): a target uniformly among the training targets, an exemplar frame,
 a search frame at most `track.max_gap` frames away (or, for a `still_share` of pairs, the same
-frame: a still image made into a pseudo-video by the random shift and scale below). The
+frame: a still image made into a pseudo-video by the random shift and scale below; for an
+`object_share` of pairs, a still pair around a random box of the frame, any object or texture,
+so that the net learns to find what it is shown and not only the training targets' kind). The
 exemplar is the target with context at 127 px; the search crop is centred off the target by up
 to `track.shift` px and scaled by up to `track.stretch`, so the net must find it; both crops
 are flipped together half the time and turned grey together a tenth of the time. The loss is
@@ -38,6 +40,17 @@ def build_tracker_net(cfg: Config) -> SiamFC:
     return SiamFC(backbone, cfg.track.exemplar, cfg.track.search)
 
 
+def random_box(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """A box inside a frame of this shape: its area 0.5% to 10% of the frame's, its aspect
+    ratio 1:3 to 3:1 (about the range of tracked targets)."""
+    fh, fw = shape[:2]
+    area = fh * fw * float(np.exp(rng.uniform(np.log(0.005), np.log(0.1))))
+    aspect = float(np.exp(rng.uniform(-np.log(3), np.log(3))))
+    w = min(np.sqrt(area * aspect), fw - 1.0)
+    h = min(np.sqrt(area / aspect), fh - 1.0)
+    return np.array([rng.uniform(0, fw - w), rng.uniform(0, fh - h), w, h])
+
+
 class TrackingTask(Task):
     inputs_per_sample = 2
 
@@ -56,10 +69,14 @@ class TrackingTask(Task):
         i = int(rng.integers(len(boxes)))
         j = i if rng.random() < k.still_share else int(np.clip(
             i + rng.integers(-k.max_gap, k.max_gap + 1), 0, len(boxes) - 1))
+        box_i, box_j = boxes[i], boxes[j]
+        if rng.random() < k.object_share:  # any object or texture of the frame, held still
+            j, box_i = i, random_box(frames[i].shape, rng)
+            box_j = box_i
         mean = self.means[v]
-        (cx, cy), (w, h) = centre_of(boxes[i]), boxes[i][2:]
+        (cx, cy), (w, h) = centre_of(box_i), box_i[2:]
         z = crop(frames[i], cx, cy, context_size(w, h, k.context), k.exemplar, mean)
-        (cx, cy), (w, h) = centre_of(boxes[j]), boxes[j][2:]
+        (cx, cy), (w, h) = centre_of(box_j), box_j[2:]
         side = context_size(w, h, k.context) * k.search / k.exemplar
         side *= float(np.exp(rng.uniform(-1, 1) * np.log1p(k.stretch)))
         offset = rng.uniform(-k.shift, k.shift, 2)
