@@ -25,6 +25,7 @@ from machine import describe, machine_info
 from recipe import load_recipe
 
 import siamese
+from siamese.config import config_from_dict, resolve
 from siamese.data.otb import list_targets
 from siamese.evaluation.otb import mean_scores
 from siamese.tracking.evaluate import published_scores, track_targets
@@ -55,6 +56,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--budget-minutes", type=float, default=5.0, help="training per fold")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0)
+    ap.add_argument("--reuse", action="store_true",
+                    help="track with a fold's run folder, not train it again, where it was "
+                         "trained with this very recipe, seed and held-out sequence")
     ap.add_argument("--config", default="configs/otb.toml")
     ap.add_argument("--out", default="results/otb_tracking.json")
     ap.add_argument("--runs", default="runs/otb_fold", help="run folders: <runs>_<seq>_seed<k>")
@@ -85,12 +90,14 @@ def main() -> None:
             result["peers"][name] = {"targets": {k: _brief(v) for k, v in per.items()},
                                      **_summary(per)}
             print(f"{name}: success AUC {result['peers'][name]['success_auc']:.3f}", flush=True)
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         per, train_rates = {}, []
         for seq in folds:
             cfg["train"]["seed"] = seed
             cfg.setdefault("track", {})["sequences"] = [s for s in sequences if s != seq]
-            model = siamese.train(cfg, f"{args.runs}_{seq}_seed{seed}", force=True, quiet=True)
+            run = Path(f"{args.runs}_{seq}_seed{seed}")
+            model = (siamese.load(run) if args.reuse and _trained_with(run, cfg)
+                     else siamese.train(cfg, run, force=True, quiet=True))
             hist = model.card["history"]
             train_rates.append(sum(h["images"] for h in hist) / 2
                                / max(sum(h["seconds"] for h in hist), 1e-9))
@@ -117,6 +124,16 @@ def main() -> None:
         curves.update({k: v for k, v in result["published"].items()})
     plot_otb(curves, Path(args.out).parent, f"{len(held)} held-out targets")
     print_table(result, held)
+
+
+def _trained_with(run: Path, recipe: dict) -> bool:
+    """Whether the run folder holds a finished run of exactly this recipe."""
+    try:
+        card = json.loads((run / "card.json").read_text())
+    except (OSError, ValueError):
+        return False
+    want = resolve(config_from_dict(recipe)).to_dict()
+    return card.get("status") == "trained" and card.get("config") == want
 
 
 def _brief(r: dict) -> dict:
