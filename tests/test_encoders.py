@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch import nn
 
 from siamese.errors import ConfigError
 from siamese.models import ENCODERS, SiameseNet, create_encoder
@@ -65,3 +66,30 @@ def test_gradient_flows_through_head_into_encoder():
     h1, h2 = net(torch.randn(4, 1, 16, 16), torch.randn(4, 1, 16, 16))
     net.head(h1, h2).sum().backward()
     assert net.encoder[0][0].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", ["conv4", "koch"])
+def test_pooling_before_relu_is_the_textbook_block(name):
+    """conv_block pools before its ReLU (cheaper); the output and every gradient must equal
+    the textbook conv-BN-ReLU-maxpool order built from the same modules."""
+    torch.manual_seed(0)
+    shape = (1, 28, 28) if name == "conv4" else (1, 105, 105)
+    net = create_encoder(name, shape, 8).train()
+    body = next(m for m in net.modules() if isinstance(m, nn.Sequential)
+                and any(isinstance(c, nn.MaxPool2d) for c in m.children()))
+    mods = list(body)
+    order = []
+    for i, m in enumerate(mods):  # swap every (MaxPool2d, ReLU) back to (ReLU, MaxPool2d)
+        if isinstance(m, nn.ReLU) and i and isinstance(mods[i - 1], nn.MaxPool2d):
+            order[-1:] = [m, mods[i - 1]]
+        else:
+            order.append(m)
+    assert order != mods, "no pooled-then-ReLU block found"
+    x = torch.randn(6, *shape, requires_grad=True)  # the body comes first in both encoders
+    ours = body(x)
+    g_ours = torch.autograd.grad(ours.square().sum(), [x, *body.parameters()])
+    ref = nn.Sequential(*order)(x)
+    g_ref = torch.autograd.grad(ref.square().sum(), [x, *body.parameters()])
+    torch.testing.assert_close(ours, ref)
+    for a, b in zip(g_ours, g_ref, strict=True):
+        torch.testing.assert_close(a, b)

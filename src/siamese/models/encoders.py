@@ -35,13 +35,18 @@ def _image_shape(name: str, input_shape: tuple[int, ...]) -> tuple[int, int, int
 
 
 def conv_block(cin: int, cout: int, kernel: int = 3) -> list[nn.Module]:
+    """conv-BN-ReLU-maxpool, computed as conv-BN-maxpool-ReLU: the same function (max and ReLU
+    are both non-decreasing, so ReLU(max(S)) = max(ReLU(S)) and the gradients agree), with the
+    ReLU and its backward pass on a quarter of the values (about 10% of conv4's training step
+    on 2 cores). ReLU and pooling hold no weights, so the state-dict names are unchanged."""
     return [nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False),
-            nn.BatchNorm2d(cout), nn.ReLU(inplace=True), nn.MaxPool2d(2, ceil_mode=True)]
+            nn.BatchNorm2d(cout), nn.MaxPool2d(2, ceil_mode=True), nn.ReLU(inplace=True)]
 
 
 @ENCODERS.register("conv4")
 def conv4(input_shape: tuple[int, ...], width: int = 64) -> nn.Module:
-    """4 x (conv3x3-BN-ReLU-maxpool), `width` channels each (Vinyals et al. 2016; Snell 2017)."""
+    """4 x (conv3x3-BN-ReLU-maxpool; see conv_block), `width` channels each (Vinyals et al.
+    2016; Snell 2017)."""
     c, _, _ = _image_shape("conv4", input_shape)
     layers = conv_block(c, width) + conv_block(width, width) + conv_block(width, width)
     layers += conv_block(width, width)
