@@ -64,23 +64,35 @@ def test_pair_bce_loss_matches_naive_loop():
     assert loss(emb, labels, (i, j, y)).item() == pytest.approx(sum(naive) / len(naive), rel=1e-5)
 
 
-def test_proto_loss_matches_naive_loop():
-    emb, labels = _batch(n=12, classes=3)
-    loss = create_loss("proto", margin=0, distance="euclidean", scale=2.0)
-    total = 0.0
-    queries = 0
-    protos = []
-    for c in range(3):
-        idx = [i for i in range(12) if labels[i] == c]
-        half = len(idx) // 2
-        protos.append(emb[idx[:half]].mean(0))
-    for c in range(3):
-        idx = [i for i in range(12) if labels[i] == c]
-        for q in idx[len(idx) // 2:]:
-            logits = torch.tensor([-2.0 * _d(emb[q], p, "euclidean") for p in protos])
-            total += -torch.log_softmax(logits, 0)[c].item()
-            queries += 1
-    assert loss(emb, labels, None).item() == pytest.approx(total / queries, rel=1e-5)
+@pytest.mark.parametrize("labels", [
+    [0, 1, 2] * 4,                            # P x K, interleaved
+    [7, 7, 3, 9, 3, 7, 9, 9, 3, 7, 42, 9, 3],  # unequal and odd counts, a singleton (skipped)
+], ids=["pk", "ragged"])
+@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+def test_proto_loss_matches_naive_loop(labels, distance):
+    """Loss and gradient against a loop over classes: each class's first half (in batch order)
+    is its prototype, the rest are queries; classes with one sample take no part."""
+    labels = torch.tensor(labels)
+    emb = torch.randn(len(labels), 5, generator=torch.Generator().manual_seed(0))
+    emb.requires_grad_(True)
+    loss = create_loss("proto", margin=0, distance=distance, scale=2.0)
+    classes = [c for c in sorted(set(labels.tolist())) if (labels == c).sum() >= 2]
+    idx = {c: [i for i in range(len(labels)) if labels[i] == c] for c in classes}
+    protos = torch.stack([emb[idx[c][:len(idx[c]) // 2]].mean(0) for c in classes])
+    terms = []
+    for k, c in enumerate(classes):
+        for q in idx[c][len(idx[c]) // 2:]:
+            if distance == "euclidean":
+                d = ((emb[q] - protos) ** 2).sum(1)
+            else:
+                d = 1 - F.cosine_similarity(emb[q][None], protos)
+            terms.append(-torch.log_softmax(-2.0 * d, 0)[k])
+    want = torch.stack(terms).mean()
+    got = loss(emb, labels, None)
+    torch.testing.assert_close(got, want)
+    g_want, = torch.autograd.grad(want, emb)
+    g_got, = torch.autograd.grad(got, emb)
+    torch.testing.assert_close(g_got, g_want)
 
 
 def _compatible():
