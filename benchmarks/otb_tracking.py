@@ -25,8 +25,10 @@ from machine import describe, machine_info
 from recipe import load_recipe
 
 import siamese
+from siamese.artifact import read_card
 from siamese.config import config_from_dict, resolve
 from siamese.data.otb import list_targets
+from siamese.errors import ArtifactError
 from siamese.evaluation.otb import mean_scores
 from siamese.tracking.evaluate import published_scores, track_targets
 from siamese.tracking.plots import plot_otb
@@ -129,8 +131,8 @@ def main() -> None:
 def _trained_with(run: Path, recipe: dict) -> bool:
     """Whether the run folder holds a finished run of exactly this recipe."""
     try:
-        card = json.loads((run / "card.json").read_text())
-    except (OSError, ValueError):
+        card = read_card(run)
+    except ArtifactError:  # no folder, no card, or not a run card
         return False
     want = resolve(config_from_dict(recipe)).to_dict()
     return card.get("status") == "trained" and card.get("config") == want
