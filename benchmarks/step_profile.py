@@ -31,6 +31,7 @@ from siamese.data.transforms import random_affine
 from siamese.losses import create_loss
 from siamese.losses.miners import create_miner
 from siamese.models.build import build_net
+from siamese.training.memory import heap_allocations
 from siamese.training.task import MetricLearningTask
 
 
@@ -48,6 +49,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="results/step_profile.json")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    ap.add_argument("--mmap", action="store_true",
+                    help="leave glibc's malloc as it is (large blocks mmap'd and freed each "
+                         "step) instead of the trainer's heap_allocations()")
+    ap.add_argument("--compile", action="store_true",
+                    help="torch.compile the model as train.compile does (compiled in warm-up)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = recipe(args.config, args.set)
@@ -83,6 +89,8 @@ def main() -> None:
     own = [p for p in loss_fn.parameters() if not any(p is q for q in net.parameters())]
     opt = torch.optim.AdamW([*net.parameters(), *own], lr=cfg.train.lr)
     task = MetricLearningTask(net, loss_fn, miner, augment)
+    if args.compile:
+        task.model = torch.compile(net)
     net.train()
 
     def step() -> None:
@@ -90,6 +98,9 @@ def main() -> None:
         task.step((x, y), gen).backward()
         opt.step()
 
+    if not args.mmap:
+        heap = heap_allocations()
+        heap.__enter__()
     for _ in range(3):
         step()
     times = []
@@ -109,6 +120,7 @@ def main() -> None:
     result = {
         "machine": machine_info(), "config": args.config, "overrides": args.set, "kind": kind,
         "encoder": cfg.model.encoder, "loss": cfg.loss.name, "batch": batch,
+        "compile": args.compile, "mmap": args.mmap,
         "ms_per_batch": ms, "inputs_per_second": batch / ms * 1000,
         "audio_seconds_per_second": (batch * cfg.data.crop_seconds / ms * 1000
                                      if kind == "audio" else None),

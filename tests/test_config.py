@@ -47,6 +47,8 @@ def test_roundtrip_through_dict():
     ({"loss": {"distance": "manhattan"}}, "unknown distance"),
     ({"train": {"epochs": 0}}, "epochs"),
     ({"train": {"keep": "middle"}}, "train.keep 'middle'"),
+    ({"train": {"ema": 1.0, "keep": "last"}}, "train.ema must be in"),
+    ({"train": {"ema": 0.999}}, "train.ema keeps the average"),
     ({"eval": {"tta": -1}}, "eval.tta must be >= 0"),
     ({"data": {"cache": "ssd"}}, "data.cache 'ssd'"),
     ({"data": {"cache_gb": -1}}, "data.cache_gb must be >= 0"),

@@ -93,3 +93,25 @@ def test_pooling_before_relu_is_the_textbook_block(name):
     torch.testing.assert_close(ours, ref)
     for a, b in zip(g_ours, g_ref, strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_conv4_pool_first_normalises_the_pooled_map():
+    """Each block: conv, 2x2 max-pool, then batch norm over the pooled values, then ReLU;
+    checked against the functional ops with the statistics computed by hand."""
+    torch.manual_seed(0)
+    net = create_encoder("conv4_pool_first", (1, 28, 28), 8).train()
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    norms = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    for bn in norms:  # weights away from the identity, so that they are exercised
+        nn.init.uniform_(bn.weight, 0.5, 1.5)
+        nn.init.uniform_(bn.bias, -0.5, 0.5)
+    x = torch.randn(5, 1, 28, 28)
+    h = x
+    for conv, bn in zip(convs, norms, strict=True):
+        h = torch.nn.functional.max_pool2d(conv(h), 2, ceil_mode=True)
+        mean = h.mean((0, 2, 3), keepdim=True)
+        var = h.var((0, 2, 3), unbiased=False, keepdim=True)
+        h = (h - mean) / torch.sqrt(var + bn.eps)
+        h = torch.relu(h * bn.weight[:, None, None] + bn.bias[:, None, None])
+    torch.testing.assert_close(net(x), h.flatten(1), rtol=1e-4, atol=1e-4)
+    assert net.num_features == create_encoder("conv4", (1, 28, 28), 8).num_features

@@ -157,16 +157,17 @@ def test_an_unwritable_cache_dir_is_one_line_naming_it(digits_dir, tmp_path):
         load_dataset(str(digits_dir), 12, cache="disk", cache_dir=str(blocker / "sub"))
 
 
-@pytest.mark.parametrize("cache, workers", [("memory", 0), ("none", 2)])
+@pytest.mark.parametrize("cache, workers, ema", [("memory", 0, 0.0), ("none", 2, 0.0),
+                                                ("memory", 0, 0.9)])
 def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(digits_dir, tmp_path,
                                                                       monkeypatch, cache,
-                                                                      workers):
+                                                                      workers, ema):
     from siamese.training import callbacks
 
     cfg = {"data": {"path": str(digits_dir), "image_size": 8, "cache": cache},
            "split": {"test_classes": ["8", "9"]}, "model": {"width": 8, "embedding_dim": 8},
            "train": {"epochs": 4, "batch_size": 16, "val_pairs": 100, "workers": workers,
-                     "keep": "last"},
+                     "keep": "last", "ema": ema},
            "eval": {"episodes": 5, "pairs": 100}}
     siamese.train(cfg, tmp_path / "whole", quiet=True)
     save = callbacks.Checkpoint.on_epoch_end

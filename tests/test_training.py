@@ -56,3 +56,33 @@ def test_the_run_keeps_the_best_or_the_last_weights(keep, tmp_path):
     else:
         assert not same
     assert model.card["config"]["train"]["keep"] == keep
+
+
+def test_the_weight_average_is_the_moving_average_of_every_steps_weights(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from siamese.training.trainer import Trainer
+
+    seen = []
+    step = Trainer.step
+
+    def recording(self, batch, gen):
+        loss = step(self, batch, gen)
+        seen.append({k: v.detach().clone() for k, v in self.net.state_dict().items()
+                     if v.is_floating_point()})
+        return loss
+
+    monkeypatch.setattr(Trainer, "step", recording)
+    cfg = {"data": {"image_size": 8}, "split": {"test_classes": ["8", "9"]},
+           "model": {"width": 8, "embedding_dim": 8}, "eval": {"episodes": 5, "pairs": 100},
+           "train": {"epochs": 2, "batch_size": 32, "val_pairs": 200, "keep": "last",
+                     "ema": 0.9}}
+    siamese.train(cfg, tmp_path / "run", quiet=True)
+    average = dict(seen[0])  # a naive loop over the weights after each step
+    for weights in seen[1:]:
+        average = {k: 0.9 * average[k] + 0.1 * weights[k] for k in average}
+    kept = load_file(tmp_path / "run" / "model.safetensors")
+    assert len(seen) > 10 and set(average) <= set(kept)
+    for k in average:  # weights and batch-norm statistics alike
+        torch.testing.assert_close(kept[k], average[k], rtol=1e-5, atol=1e-6)
+    assert any(not torch.allclose(kept[k], seen[-1][k]) for k in average)

@@ -230,7 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--crop-seconds", type=float, help="audio: training crop length (2.0)")
     t.add_argument("--image-size", type=int)
     t.add_argument("--channels", type=int, choices=[0, 1, 3])
-    t.add_argument("--encoder", help="conv4 | koch | resnet | mlp | audio_resnet | ecapa")
+    t.add_argument("--encoder", help="conv4 | conv4_pool_first | koch | resnet | mlp | "
+                                      "audio_resnet | ecapa")
     t.add_argument("--embedding-dim", type=int)
     t.add_argument("--width", type=int, help="the encoder's base width (channels)")
     t.add_argument("--loss", help="pair | contrastive | triplet | proto | mse (default: "

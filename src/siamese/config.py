@@ -77,7 +77,7 @@ class AugmentConfig:
 
 @dataclass
 class ModelConfig:
-    encoder: str = "auto"  # conv4 | koch | resnet | mlp; auto = conv4 for images, mlp for vectors
+    encoder: str = "auto"  # conv4 | conv4_pool_first | koch | resnet | mlp; auto = conv4 for images
     width: int = 64  # channels of the first conv stage (or hidden units / 4 for the MLP)
     embedding_dim: int = 64  # 0 = use the encoder's features as they are
     normalize: bool = True  # L2-normalise embeddings
@@ -118,6 +118,9 @@ class TrainConfig:
     workers: int = -1  # DataLoader worker processes; -1 = 0 for data in memory, else min(4, CPUs)
     amp: str = "auto"  # auto (bf16, else fp16, on CUDA; off on CPU) | off | bf16 | fp16
     compile: bool = False  # torch.compile the model (pays off on long runs)
+    # Weight averaging: an exponential moving average of the weights and batch-norm statistics
+    # with this decay per step (e.g. 0.999), kept instead of the last weights; 0 = off.
+    ema: float = 0.0
 
 
 @dataclass
@@ -308,6 +311,9 @@ def resolve(cfg: Config) -> Config:
         (0 <= cfg.split.test_class_fraction < 1, "split.test_class_fraction must be in [0, 1)"),
         (t.device in ("cpu", "cuda") or t.device.startswith("cuda:"), "train.device: cpu|cuda"),
         (t.keep in ("best", "last"), f"train.keep '{t.keep}': choose best or last"),
+        (0 <= t.ema < 1, "train.ema must be in [0, 1) (a decay per step such as 0.999; 0 = off)"),
+        (t.ema == 0 or t.keep == "last",
+         "train.ema keeps the average of the last steps: set train.keep = \"last\""),
         (cfg.eval.tta >= 0, "eval.tta must be >= 0 (0 = no test-time augmentation)"),
         (cfg.data.cache in ("auto", "memory", "none", "disk"),
          f"data.cache '{cfg.data.cache}': choose auto, memory, none or disk"),

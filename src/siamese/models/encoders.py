@@ -14,7 +14,7 @@ from ..errors import ConfigError
 from ..registry import Registry
 
 ENCODERS = Registry("encoder")
-IMAGE_ENCODERS = {"conv4", "koch", "resnet"}
+IMAGE_ENCODERS = {"conv4", "conv4_pool_first", "koch", "resnet"}
 AUDIO_ENCODERS = {"audio_resnet", "ecapa"}  # over (1, mels, frames): models/audio.py
 
 
@@ -50,6 +50,25 @@ def conv4(input_shape: tuple[int, ...], width: int = 64) -> nn.Module:
     c, _, _ = _image_shape("conv4", input_shape)
     layers = conv_block(c, width) + conv_block(width, width) + conv_block(width, width)
     layers += conv_block(width, width)
+    return _finish(nn.Sequential(*layers), input_shape)
+
+
+def pooled_block(cin: int, cout: int, kernel: int = 3) -> list[nn.Module]:
+    """conv-maxpool-BN-ReLU: batch norm (its statistics and both passes) on the pooled map, a
+    quarter of the values. Not the same function as conv_block (the statistics are the pooled
+    values'), a block of the same kind and size: 1.2x (AVX-512) to 1.3x (AVX2) faster conv4
+    training steps on 2 cores (docs/omniglot.md)."""
+    return [nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False),
+            nn.MaxPool2d(2, ceil_mode=True), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+@ENCODERS.register("conv4_pool_first")
+def conv4_pool_first(input_shape: tuple[int, ...], width: int = 64) -> nn.Module:
+    """conv4 with each block pooling before its batch norm (see pooled_block): the same
+    weights and output size as conv4, a faster training step."""
+    c, _, _ = _image_shape("conv4_pool_first", input_shape)
+    layers = pooled_block(c, width) + pooled_block(width, width) + pooled_block(width, width)
+    layers += pooled_block(width, width)
     return _finish(nn.Sequential(*layers), input_shape)
 
 

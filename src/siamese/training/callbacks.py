@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from .trainer import Callback, Trainer
@@ -91,3 +92,15 @@ class EarlyStopping(Callback):
             if self.bad >= self.patience:
                 logs["stopped"] = "early stopping"
                 trainer.stop = True
+
+
+class WeightAverage(Callback):
+    """An exponential moving average of the weights and batch-norm statistics, updated after
+    every step (torch's AveragedModel); `average` is the module that holds it."""
+
+    def __init__(self, net: torch.nn.Module, decay: float) -> None:
+        self.average = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay),
+                                     use_buffers=True)
+
+    def on_batch_end(self, trainer, loss):
+        self.average.update_parameters(trainer.net)

@@ -30,9 +30,10 @@ from ..artifact import (
 from ..atomic import atomic_write_json
 from ..config import Config, config_from_dict, resolve
 from ..errors import ArtifactError, ConfigError
-from .callbacks import Checkpoint, EarlyStopping, ProgressBar, Validation
+from .callbacks import Checkpoint, EarlyStopping, ProgressBar, Validation, WeightAverage
 from .distributed import Dist, from_main, rank_device
 from .engine import amp_dtype
+from .memory import heap_allocations
 from .task import Task
 from .trainer import Trainer
 
@@ -109,23 +110,26 @@ def new_card(cfg: Config, d: Dist, workers: int, amp: torch.dtype | None, **fiel
 
 
 class _Resumable:
-    """What a resume needs beyond the optimizer: the model's weights and the loss's own (e.g.
-    arcface's class weights, which the saved model leaves out), the latter under 'loss:'."""
+    """What a resume needs beyond the optimizer: the model's weights and, under their prefixes,
+    other modules' (e.g. arcface's class weights, which the saved model leaves out, as 'loss:';
+    the weight average as 'ema:')."""
 
-    def __init__(self, net: torch.nn.Module, loss: torch.nn.Module | None) -> None:
-        self.net, self.loss = net, loss
+    def __init__(self, net: torch.nn.Module, **extra: torch.nn.Module | None) -> None:
+        self.net = net
+        self.extra = {k: m for k, m in extra.items() if m is not None}
 
     def state_dict(self) -> dict:
         state = dict(self.net.state_dict())
-        if self.loss is not None:
-            state.update({f"loss:{k}": v for k, v in self.loss.state_dict().items()})
+        for prefix, module in self.extra.items():
+            state.update({f"{prefix}:{k}": v for k, v in module.state_dict().items()})
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        self.net.load_state_dict({k: v for k, v in state.items() if not k.startswith("loss:")})
-        if self.loss is not None:
-            self.loss.load_state_dict({k[5:]: v for k, v in state.items()
-                                       if k.startswith("loss:")})
+        self.net.load_state_dict({k: v for k, v in state.items() if ":" not in k})
+        for prefix, module in self.extra.items():
+            n = len(prefix) + 1
+            module.load_state_dict({k[n:]: v for k, v in state.items()
+                                    if k.startswith(f"{prefix}:")})
 
 
 def _restore(out: Path, net: _Resumable, optimizer: torch.optim.Optimizer,
@@ -149,8 +153,10 @@ def fit_run(cfg: Config, out: Path, d: Dist, task: Task, optimizer: torch.optim.
     out/model.safetensors. Rank 0 validates, checkpoints and prints. `loss`: a loss with
     weights of its own, kept in the resume checkpoint only."""
     net = task.module
-    resumable = _Resumable(net, loss if loss is not None and any(True for _ in
-                                                                   loss.parameters()) else None)
+    average = WeightAverage(net, cfg.train.ema) if cfg.train.ema > 0 else None
+    resumable = _Resumable(
+        net, loss=loss if loss is not None and any(True for _ in loss.parameters()) else None,
+        ema=average.average if average is not None else None)
 
     def on_best(trainer: Trainer, logs: dict) -> None:
         save_tensors(out / "model.safetensors", net.state_dict())
@@ -167,9 +173,9 @@ def fit_run(cfg: Config, out: Path, d: Dist, task: Task, optimizer: torch.optim.
         start_epoch, best, history = _restore(out, resumable, optimizer, d)
         if not quiet:
             print(f"resuming {out} from epoch {start_epoch}", file=sys.stderr)
-    callbacks = []
+    callbacks = [average] if average is not None else []
     if d.main:  # validation, checkpoints and the progress bar: once, on rank 0
-        callbacks = [Validation(validate, score_name)] if validate is not None else []
+        callbacks += [Validation(validate, score_name)] if validate is not None else []
         callbacks += [Checkpoint(save_last, on_best, best, score_name),
                       EarlyStopping(cfg.train.patience, score_name), ProgressBar(not quiet)]
     trainer = Trainer(task, optimizer, loader, cfg.train.epochs, cfg.train.seed, callbacks,
@@ -178,13 +184,16 @@ def fit_run(cfg: Config, out: Path, d: Dist, task: Task, optimizer: torch.optim.
     trainer.history = history
     t0 = time.monotonic()
     if start_epoch < cfg.train.epochs:
-        trainer.fit(start_epoch)
+        with heap_allocations():  # no page faults on every step's big tensors (memory.py)
+            trainer.fit(start_epoch)
     card["train_seconds"] = round(time.monotonic() - t0, 2)
     card["history"] = trainer.history
     if d.main:
         # The kept weights: the best by validation, or the last ones (the end of the
         # schedule, e.g. where the validation classes are not the test classes and its AUC
         # saturates early).
+        if average is not None:  # the weight average instead of the last weights
+            net.load_state_dict(average.average.module.state_dict())
         if cfg.train.keep == "last":
             save_tensors(out / "model.safetensors", net.state_dict())
         else:
