@@ -153,7 +153,8 @@ def fit_run(cfg: Config, out: Path, d: Dist, task: Task, optimizer: torch.optim.
     out/model.safetensors. Rank 0 validates, checkpoints and prints. `loss`: a loss with
     weights of its own, kept in the resume checkpoint only."""
     net = task.module
-    average = WeightAverage(net, cfg.train.ema) if cfg.train.ema > 0 else None
+    # the weight average: on rank 0 only, which alone saves the model and the checkpoint
+    average = WeightAverage(net, cfg.train.ema) if cfg.train.ema > 0 and d.main else None
     resumable = _Resumable(
         net, loss=loss if loss is not None and any(True for _ in loss.parameters()) else None,
         ema=average.average if average is not None else None)
