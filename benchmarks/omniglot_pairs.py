@@ -140,9 +140,10 @@ def main() -> None:
     pairs = read_pairs(txt, work / "omniglot_lfw")
     model = siamese.load(args.run)
     rows = {}
-    for views in sorted({0, args.tta}):
+    for views in sorted({0, model.views, args.tta}):
         metrics, _ = evaluate_pairs(model, pairs, views=views)
-        rows["plain" if views == 0 else f"tta {views}"] = metrics
+        name = "plain" if views == 0 else f"tta {views}"
+        rows[f"as deployed ({views} views)" if views and views == model.views else name] = metrics
     result = {"machine": machine_info(), "run": args.run, "pairs": len(pairs),
               "trained_from_pairs": {"pairs": args.train_pairs, "minutes": args.train_minutes,
                                      "loss": args.loss} if args.train_pairs else None,

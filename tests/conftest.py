@@ -77,6 +77,16 @@ def tiny_run_session(tmp_path_factory):
     return root / "r"
 
 
+def with_views(run: Path, k: int) -> Path:
+    """Give a trained run model.views = k (views change only how a trained model embeds)."""
+    import json
+
+    card = json.loads((run / "card.json").read_text())
+    card["config"]["model"]["views"] = k
+    (run / "card.json").write_text(json.dumps(card))
+    return run
+
+
 @pytest.fixture
 def run_copy(tiny_run_session, tmp_path):
     import shutil

@@ -50,6 +50,7 @@ def test_roundtrip_through_dict():
     ({"train": {"ema": 1.0, "keep": "last"}}, "train.ema must be in"),
     ({"train": {"ema": 0.999}}, "train.ema keeps the average"),
     ({"eval": {"tta": -1}}, "eval.tta must be >= 0"),
+    ({"model": {"views": 65}}, "model.views must be in"),
     ({"data": {"cache": "ssd"}}, "data.cache 'ssd'"),
     ({"data": {"cache_gb": -1}}, "data.cache_gb must be >= 0"),
     ({"train": {"workers": -2}}, "train.workers must be in"),

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import siamese
-from conftest import KEY, Server, digit_folder, digit_png
+from conftest import KEY, Server, digit_folder, digit_png, with_views
 from siamese.cli import main
-from siamese.errors import ArtifactError
+from siamese.errors import ArtifactError, ConfigError
 
 pytest.importorskip("onnxruntime")
 
@@ -39,6 +39,21 @@ def test_onnx_embeddings_and_decisions_match_pytorch(exported, tmp_path):
     assert [ref.verify(x, y)[1] for x, y in pairs] == [ort.verify(x, y)[1] for x, y in pairs]
     card = json.loads((exported / "card.json").read_text())
     assert card["onnx"]["file"] == "model.onnx" and card["onnx"]["input"]["shape"][0] == "batch"
+
+
+def test_a_model_with_views_exports_its_averaged_embedding(run_copy, tmp_path):
+    with_views(run_copy, 2)
+    assert main(["export", str(run_copy)]) == 0
+    files = _digits(tmp_path, 12)
+    ref, ort = siamese.load(run_copy), siamese.load(run_copy, runtime="onnxruntime")
+    a = ref.embed(files)
+    np.testing.assert_allclose(ort.embed(files), a, atol=1e-4)
+    np.testing.assert_allclose(ort.embed(files[:1]), a[:1], atol=1e-4)
+    one_pass = ref.embed_tensor(ref.to_tensor(files), views=0).numpy()
+    assert np.abs(a - one_pass).max() > 1e-3  # the views are in the file, not one pass
+    assert json.loads((run_copy / "card.json").read_text())["onnx"]["views"] == 2
+    with pytest.raises(ConfigError, match="needs --runtime torch"):
+        ort.embed_tensor(ort.to_tensor(files), views=0)
 
 
 def test_the_pair_head_is_exported_and_scores_like_pytorch(tmp_path):

@@ -28,6 +28,7 @@ from .losses import create_loss, create_miner
 from .model import Model
 from .models.build import build_net
 from .models.encoders import default_encoder
+from .models.views import check_views
 from .names import raw_bytes
 from .training.distributed import Dist, check_batch, first_on_each_machine, from_main
 from .training.distributed import finish as dist_finish
@@ -116,6 +117,7 @@ def _train(cfg: Config, out: Path, d: Dist, resume: bool, force: bool, quiet: bo
 
     with first_on_each_machine(d, when=cfg.data.cache == "disk"):  # one cache file a machine
         data = _load(cfg)
+    check_views(cfg.model.views, data.kind)
     if cfg.model.encoder == "auto":  # the saved config names the encoder actually used
         cfg.model.encoder = default_encoder(data.kind)
     split = make_split(data, cfg.split, cfg.train.seed)
@@ -166,13 +168,13 @@ def _train(cfg: Config, out: Path, d: Dist, resume: bool, force: bool, quiet: bo
         val_pairs = sample_pairs(val_set.y, cfg.train.val_pairs,
                                  np.random.default_rng(cfg.train.seed + 1))
 
-    def val_scores() -> tuple[np.ndarray, np.ndarray]:
-        emb = model.embed_tensor(x_val, workers=n_workers)
+    def val_scores(views: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        emb = model.embed_tensor(x_val, workers=n_workers, views=views)
         i, j, y = val_pairs
         return y, model.score_embeddings(emb[i], emb[j])
 
     def val_auc() -> float:
-        return verification_metrics(*val_scores())["roc_auc"]
+        return verification_metrics(*val_scores(views=0))["roc_auc"]  # every epoch: one pass
 
     augment = None
     if cfg.augment.enabled and data.kind == "image":
@@ -226,11 +228,13 @@ def load(run: str | Path, device: str = "cpu", runtime: str = "torch"):
 def evaluate(model: Model | str | Path, data: str | Path | None = None,
              eval_config: EvalConfig | None = None, out: str | Path | None = None,
              _data: LabeledData | None = None,
-             _split: Split | None = None) -> dict:
+             _split: Split | None = None, views: int | None = None) -> dict:
     """Evaluate a model; writes metrics.json and plots into `out` (default: the run folder).
 
     Without `data`: the run's own test sets, `unseen` (classes never seen in training) and `seen`
-    (held-out images of the training classes). With `data`: that whole data set.
+    (held-out images of the training classes). With `data`: that whole data set. views: the
+    fixed distortions each embedding averages (Model.embed_tensor); None = eval.tta if set,
+    else the model's own (model.views).
     """
     if not isinstance(model, Model):
         model = load(model)
@@ -264,7 +268,8 @@ def evaluate(model: Model | str | Path, data: str | Path | None = None,
     threshold = model.card.get("threshold")
     metrics, raws = {}, {}
     for name, ds in sets.items():
-        emb = model.embed_tensor(pre.normalize(ds.x), views=ecfg.tta,
+        emb = model.embed_tensor(pre.normalize(ds.x), views=views if views is not None else
+                                 (ecfg.tta or None),
                                  workers=engine_workers(cfg, ds.x))
         metrics[name], raws[name] = evaluate_embeddings(model, emb, ds.y, ecfg, threshold,
                                                         seed=cfg.train.seed)

@@ -22,7 +22,7 @@ TRAIN_FLAGS = {
     "amp": "train.amp", "cache_dir": "data.cache_dir", "pairs": "data.pairs",
     "images": "data.images", "task": "train.task", "label_pattern": "data.label_pattern",
     "sample_rate": "data.sample_rate", "crop_seconds": "data.crop_seconds", "width":
-    "model.width",
+    "model.width", "views": "model.views",
 }
 
 
@@ -76,13 +76,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(f"--tta {args.tta}: the number of distortions must be 0 or more")
     model = Model.load(args.run, device=args.device, runtime=args.runtime)
     ecfg = config_from_dict(model.card["config"]).eval
-    if args.tta is not None:
-        ecfg.tta = args.tta
+    # --tta N: N fixed distortions (0: one pass); else eval.tta, or the model's own views
+    views = args.tta if args.tta is not None else (ecfg.tta or None)
     if args.omniglot_runs:
-        return _omniglot(model, args, ecfg.tta)
+        return _omniglot(model, args, views)
     if args.pairs:
-        return _pairs(model, args, ecfg.tta)
-    metrics = evaluate(model, data=args.data, eval_config=ecfg, out=args.out)
+        return _pairs(model, args, views)
+    metrics = evaluate(model, data=args.data, eval_config=ecfg, out=args.out, views=views)
     if model.regression:
         for name, m in metrics.items():
             print(_regression_line(f"{name} rows", m))
@@ -93,7 +93,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pairs(model, args: argparse.Namespace, views: int) -> int:
+def _pairs(model, args: argparse.Namespace, views: int | None) -> int:
     from .atomic import atomic_write_json
     from .data.pairs import read_pairs
     from .data.table import rows_for_model
@@ -128,7 +128,7 @@ def _pairs(model, args: argparse.Namespace, views: int) -> int:
     return 0
 
 
-def _omniglot(model, args: argparse.Namespace, views: int) -> int:
+def _omniglot(model, args: argparse.Namespace, views: int | None) -> int:
     from .evaluation.omniglot import evaluate_official_runs
 
     where = Path(args.out) if args.out else Path(args.run)
@@ -136,7 +136,9 @@ def _omniglot(model, args: argparse.Namespace, views: int) -> int:
     print("| run | accuracy |\n|---|---|")
     for name, acc in r["per_run"].items():
         print(f"| {name} | {100 * acc:.1f}% |")
-    tta = f", test-time augmentation over {views} distortions" if views else ""
+    k = r["views"]
+    tta = (f", each embedding averaged over {k} fixed distortions" + (
+        " (the model's own)" if k == model.views else " (test-time augmentation)")) if k else ""
     print(f"| **all {r['trials']} trials{tta}** | **{100 * r['accuracy']:.2f}%** |")
     print(f"{len(r['wrong'])} items answered wrongly; scored in {r['seconds']:.2f} s; "
           f"details in {where / 'omniglot.json'}, trials in {where / 'omniglot_trials.png'}")
@@ -233,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--encoder", help="conv4 | conv4_pool_first | koch | resnet | mlp | "
                                       "audio_resnet | ecapa")
     t.add_argument("--embedding-dim", type=int)
+    t.add_argument("--views", type=int, help="images: the embedding averages the input and N "
+                   "fixed distortions of it (N + 1 passes; 0 = one pass, the default)")
     t.add_argument("--width", type=int, help="the encoder's base width (channels)")
     t.add_argument("--loss", help="pair | contrastive | triplet | proto | mse (default: "
                    "triplet for classes, pair for a pairs file)")
@@ -273,8 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--folds", type=int, default=10, help="--pairs without folds of their own: "
                    "this many (default 10)")
     e.add_argument("--tta", type=int, metavar="N", help="test-time augmentation: average "
-                   "each image's embedding over N random distortions (default: the run's "
-                   "eval.tta, 0)")
+                   "each image's embedding over N fixed distortions; 0 = one pass (default: "
+                   "the run's eval.tta, else as the model embeds: model.views)")
     e.add_argument("--otb", help="a tracking run: the OTB one-pass evaluation on this folder "
                    "of sequences (success and precision plots, beside results/ found there)")
     e.add_argument("--sequences", nargs="+", help="--otb: only these sequences or targets")

@@ -82,6 +82,9 @@ class ModelConfig:
     embedding_dim: int = 64  # 0 = use the encoder's features as they are
     normalize: bool = True  # L2-normalise embeddings
     head_hidden: int = 64  # pair head: |h1-h2| -> Linear(head_hidden) -> ReLU -> Linear(1)
+    # images: the embedding is the mean over the input and this many fixed [augment]
+    # distortions of it (models/views.py); costs views + 1 passes; 0 = one pass
+    views: int = 0
 
 
 @dataclass
@@ -130,7 +133,9 @@ class EvalConfig:
     episodes: int = 1000
     queries_per_class: int = 5
     pairs: int = 10000
-    tta: int = 0  # test-time augmentation: average each embedding over this many distortions
+    # test-time augmentation when scoring: average each embedding over this many fixed
+    # distortions instead of the model's own model.views; 0 = as the model embeds
+    tta: int = 0
 
 
 @dataclass
@@ -298,6 +303,7 @@ def resolve(cfg: Config) -> Config:
         (1 <= cfg.model.width <= 1024, "model.width must be in [1, 1024]"),
         (0 <= cfg.model.embedding_dim <= 8192, "model.embedding_dim must be in [0, 8192]"),
         (1 <= cfg.model.head_hidden <= 8192, "model.head_hidden must be in [1, 8192]"),
+        (0 <= cfg.model.views <= 64, "model.views must be in [0, 64] (0 = one pass)"),
         (cfg.data.channels in (0, 1, 3), "data.channels must be 0, 1 or 3"),
         (4000 <= cfg.data.sample_rate <= 48000, "data.sample_rate must be in [4000, 48000]"),
         (0.2 <= cfg.data.crop_seconds <= 30, "data.crop_seconds must be in [0.2, 30]"),
@@ -314,7 +320,7 @@ def resolve(cfg: Config) -> Config:
         (0 <= t.ema < 1, "train.ema must be in [0, 1) (a decay per step such as 0.999; 0 = off)"),
         (t.ema == 0 or t.keep == "last",
          "train.ema keeps the average of the last steps: set train.keep = \"last\""),
-        (cfg.eval.tta >= 0, "eval.tta must be >= 0 (0 = no test-time augmentation)"),
+        (cfg.eval.tta >= 0, "eval.tta must be >= 0 (0 = as the model embeds, model.views)"),
         (cfg.data.cache in ("auto", "memory", "none", "disk"),
          f"data.cache '{cfg.data.cache}': choose auto, memory, none or disk"),
         (cfg.data.cache_gb >= 0, "data.cache_gb must be >= 0 (0 = a quarter of the memory)"),

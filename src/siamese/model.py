@@ -14,10 +14,10 @@ from .config import AugmentConfig, config_from_dict, resolve
 from .data.audio import Waveforms, windows
 from .data.loader import read_chunks
 from .data.preprocessing import Preprocessing
-from .data.transforms import affine_params, apply_affine
 from .errors import ArtifactError, ConfigError, DataError
 from .models.build import build_net
 from .models.siamese import SiameseNet
+from .models.views import average_views, view_grids, view_thetas
 
 
 class Model:
@@ -73,35 +73,44 @@ class Model:
         t = self.card.get("threshold")
         return 0.5 if t is None else float(t)
 
+    @property
+    def views(self) -> int:
+        """How many fixed distortions the model's embedding averages (model.views; images)."""
+        if self.preprocessing.kind != "image":
+            return 0
+        return int(self.card.get("config", {}).get("model", {}).get("views", 0))
+
     @torch.no_grad()
-    def embed_tensor(self, x, batch_size: int = 512, views: int = 0,
+    def embed_tensor(self, x, batch_size: int = 512, views: int | None = None,
                      workers: int = 0) -> torch.Tensor:
         """Normalised inputs (N, *input_shape), a tensor or `ImageFiles` -> embeddings (N, D)
         on the CPU. workers > 0: files are decoded by that many processes.
 
-        views > 0 (images only): test-time augmentation. Each embedding is the mean over the
-        original and `views` randomly distorted copies (the run's [augment] distortions, a fixed
-        random seed, so the result is repeatable), L2-normalised again if the model normalises.
+        views (images only): the embedding is the mean over the input and that many fixed
+        distortions of it (models/views.py: the run's [augment] ranges, the same maps for
+        every image), L2-normalised again if the model normalises. None = the model's own
+        (model.views, what serve, compare and the index use); 0 = one pass; more = test-time
+        augmentation.
         """
         self.net.eval()
         if isinstance(x, Waveforms):
             return self._embed_utterances(x, batch_size)
-        n = len(x)
-        tta = views > 0 and self.preprocessing.kind == "image" and n > 0
-        augment = self._augment_config() if tta else None
-        gen = torch.Generator().manual_seed(0)
-        thetas = [affine_params(n, augment, gen) for _ in range(views)] if tta else []
-        out, start = [], 0
-        for xb in read_chunks(x, np.arange(n), workers, batch_size):
-            emb = self._encode(xb)
-            if thetas:
-                for theta in thetas:
-                    emb = emb + self._encode(apply_affine(xb, theta[start:start + len(xb)]))
-                emb = emb / (len(thetas) + 1)
-                if self.net.normalize:
-                    emb = F.normalize(emb, dim=1)
-            out.append(emb)
-            start += len(xb)
+        own = self.views
+        k = own if views is None or self.preprocessing.kind != "image" else views
+        inside = self.runtime == "onnxruntime" and own > 0  # the exported graph averages them
+        if inside and k != own:
+            raise ConfigError(f"the exported model.onnx averages {own} views (model.views); "
+                              f"scoring with {k} needs --runtime torch")
+        grids = None
+        if k and not inside:
+            grids = view_grids(view_thetas(k, self._augment_config()),
+                               self.preprocessing.input_shape)
+        out = []
+        for xb in read_chunks(x, np.arange(len(x)), workers, batch_size):
+            if grids is None:
+                out.append(self._encode(xb))
+            else:
+                out.append(average_views(self._encode, xb, grids, self.net.normalize))
         return torch.cat(out) if out else torch.zeros(0, self.net.dim)
 
     def _embed_utterances(self, w: Waveforms, batch_size: int) -> torch.Tensor:

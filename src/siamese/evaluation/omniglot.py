@@ -65,9 +65,10 @@ def load_official_runs(path: str | Path) -> tuple[list[OfficialRun], dict[str, b
     return runs, files
 
 
-def score_official_runs(model, path: str | Path, views: int = 0) -> dict:
-    """Accuracy per run and overall, and the items answered wrongly. views: test-time
-    augmentation (Model.embed_tensor); 0 = every image embedded once, as it is."""
+def score_official_runs(model, path: str | Path, views: int | None = None) -> dict:
+    """Accuracy per run and overall, and the items answered wrongly. views: the fixed
+    distortions each embedding averages (Model.embed_tensor); None = the model's own
+    (model.views), 0 = one pass, more = test-time augmentation."""
     runs, files = load_official_runs(path)
     names = sorted({n for r in runs for n in r.training + r.test})
     x = torch.cat([model.preprocessing.load_input(files[n]) for n in names])
@@ -89,12 +90,13 @@ def score_official_runs(model, path: str | Path, views: int = 0) -> dict:
                           "right": r.training[r.answer[t]]})
         trials += [(r, t, int(pred[t]), sim[t]) for t in range(len(r.test))]
     n = sum(len(r.test) for r in runs)
+    views = model.views if views is None else views
     return {"accuracy": correct_total / n, "trials": n, "views": views, "per_run": per_run,
             "wrong": wrong, "_trials": trials, "_files": files}
 
 
 def evaluate_official_runs(model, runs_path: str | Path, out: Path | None = None,
-                           views: int = 0) -> dict:
+                           views: int | None = None) -> dict:
     """Score the official runs; with `out`, write omniglot.json and omniglot_trials.png there."""
     import time
 

@@ -48,7 +48,7 @@ def plot_graded(true: np.ndarray, pred: np.ndarray, metrics: dict, path, title: 
 
 
 @torch.no_grad()
-def score_pairs(model, pairs: Pairs, views: int = 0, chunk: int = 256,
+def score_pairs(model, pairs: Pairs, views: int | None = None, chunk: int = 256,
                 rows: torch.Tensor | None = None) -> np.ndarray:
     """The model's similarity of every pair; each distinct image embedded once. rows: the
     raw vectors of the table whose row numbers the pairs name."""
@@ -65,7 +65,7 @@ def score_pairs(model, pairs: Pairs, views: int = 0, chunk: int = 256,
     return model.score_embeddings(emb[i], emb[j])
 
 
-def evaluate_pairs(model, pairs: Pairs, n_folds: int = 10, views: int = 0,
+def evaluate_pairs(model, pairs: Pairs, n_folds: int = 10, views: int | None = None,
                    seed: int = 0, rows: torch.Tensor | None = None) -> tuple[dict, np.ndarray]:
     """(metrics, scores). Binary pairs: the k-fold protocol (the file's folds, e.g. LFW's 10,
     else n_folds drawn by the seed) and the ROC figures; graded pairs: correlations."""

@@ -2,7 +2,8 @@
 
     runs/x/model.onnx        input "input" (batch, *input_shape) float32, already normalised
                              -> "embedding" (batch, D); metadata: the weights' fingerprint, the
-                             normalisation (mean, std), the input kind and shape
+                             normalisation (mean, std), the input kind and shape; for a
+                             model with model.views > 0, the embedding averaged over its views
     runs/x/model.head.onnx   only for runs trained with the pair head: "h1", "h2" (batch, D)
                              -> "similarity" (batch,) in [0, 1]
 
@@ -24,6 +25,7 @@ import torch
 from ..artifact import read_card, write_card
 from ..atomic import atomic_write
 from ..errors import ArtifactError
+from ..models.views import ViewAveraged, view_grids, view_thetas
 
 OPSET = 18
 HEAD_SUFFIX = ".head.onnx"
@@ -110,8 +112,13 @@ def export_onnx(model, out: str | Path | None = None) -> Path:
                 "input_shape": json.dumps(pre.input_shape), "mean": json.dumps(pre.mean),
                 "std": json.dumps(pre.std), "normalize": str(bool(net.normalize))}
     x = torch.zeros(2, *pre.input_shape)
+    encoder = _Encoder(net)
+    if model.views:  # the model's embedding averages fixed views: export that, not one pass
+        encoder = ViewAveraged(net, view_grids(view_thetas(model.views, model._augment_config()),
+                                               pre.input_shape))
+    metadata["views"] = str(model.views)
     with torch.no_grad():
-        _export(_Encoder(net), {"input": x}, ["embedding"], path, metadata)
+        _export(encoder, {"input": x}, ["embedding"], path, metadata)
         head = None
         if net.head is not None:
             head = path.with_name(path.name[:-len(".onnx")] + HEAD_SUFFIX)
@@ -126,6 +133,7 @@ def export_onnx(model, out: str | Path | None = None) -> Path:
                                                   "shape": ["batch", *pre.input_shape],
                                                   "normalised": "(x - mean) / std"},
                         "output": {"name": "embedding", "shape": ["batch", net.dim]},
+                        "views": model.views,
                         "fingerprint": model.fingerprint, "torch": torch.__version__}
         write_card(run, card)
         model.card = card

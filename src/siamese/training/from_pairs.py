@@ -33,6 +33,7 @@ from ..model import Model
 from ..models.build import build_net
 from ..models.encoders import default_encoder
 from ..models.siamese import PairHead
+from ..models.views import check_views
 from ..names import raw_bytes
 from .distributed import Dist, first_on_each_machine, from_main
 from .engine import cache_budget
@@ -89,6 +90,7 @@ def train_pairs(cfg: Config, out: Path, d: Dist, resume: bool, force: bool,
                 quiet: bool) -> Model:
     device, amp = start_run(cfg, d)
     pairs, x, kind = _inputs(cfg)
+    check_views(cfg.model.views, kind)
     if cfg.loss.name not in pair_losses():
         raise ConfigError(f"loss '{cfg.loss.name}' draws its tuples from class labels, which a "
                           f"pairs file does not give; train from pairs with --loss "
@@ -131,15 +133,15 @@ def train_pairs(cfg: Config, out: Path, d: Dist, resume: bool, force: bool,
                     split={"mode": "pairs", "train_pairs": len(train), "val_pairs": len(val)})
     model = Model(net, pre, card, out, device)
 
-    def val_scores() -> np.ndarray:
+    def val_scores(views: int | None = None) -> np.ndarray:
         used = np.unique(np.concatenate([ia[val], ib[val]]))
         emb = torch.zeros(len(items), net.dim)
         emb[torch.as_tensor(used)] = model.embed_tensor(xn[torch.as_tensor(used)],
-                                                        workers=n_workers)
+                                                        workers=n_workers, views=views)
         return model.score_embeddings(emb[ia[val]], emb[ib[val]])
 
-    def val_score() -> float:
-        s = val_scores()
+    def val_score() -> float:  # every epoch: one pass (the model's views only at the end)
+        s = val_scores(views=0)
         if pairs.graded:
             r = graded_metrics(pairs.label[val], s, (lo, hi))["spearman"]
             return r if np.isfinite(r) else -1.0

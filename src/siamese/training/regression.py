@@ -24,6 +24,7 @@ from ..evaluation.plots import plot_history
 from ..evaluation.regression import evaluate_regression, regression_metrics
 from ..model import Model
 from ..models.build import build_net
+from ..models.views import check_views
 from .distributed import Dist
 from .run import fit_run, new_card, start_folder, start_run
 from .task import TwinRegressionTask
@@ -35,6 +36,7 @@ def train_regression(cfg: Config, out: Path, d: Dist, resume: bool, force: bool,
                      quiet: bool) -> Model:
     device, amp = start_run(cfg, d)
     x, y, name = regression_table(cfg.data.path, cfg.data.label_column)
+    check_views(cfg.model.views, "vector")
     if cfg.model.encoder == "auto":
         cfg.model.encoder = "mlp"
     rows = row_split(len(y), cfg.split.val_fraction, cfg.split.test_fraction, cfg.train.seed)
