@@ -32,6 +32,7 @@ class Model:
         self.device = device
         self.fingerprint = ""  # of the weights file (artifact.read_weights); set by load()
         self.runtime = "torch"
+        self._grids: dict[tuple, torch.Tensor] = {}  # views' sampling grids, built once
         self._encode = lambda x: self.net.embed(x.to(self.device)).cpu()
 
     @classmethod
@@ -101,10 +102,7 @@ class Model:
         if inside and k != own:
             raise ConfigError(f"the exported model.onnx averages {own} views (model.views); "
                               f"scoring with {k} needs --runtime torch")
-        grids = None
-        if k and not inside:
-            grids = view_grids(view_thetas(k, self._augment_config()),
-                               self.preprocessing.input_shape)
+        grids = self._view_grids(k) if k and not inside else None
         out = []
         for xb in read_chunks(x, np.arange(len(x)), workers, batch_size):
             if grids is None:
@@ -126,6 +124,15 @@ class Model:
             total = torch.zeros(len(part), emb.shape[1]).index_add_(0, owner, emb)
             out[s:s + len(part)] = total / torch.bincount(owner, minlength=len(part))[:, None]
         return F.normalize(out, dim=1) if self.net.normalize else out
+
+    def _view_grids(self, k: int) -> torch.Tensor:
+        """The k views' sampling grids, built once per distortion ranges (a third of a
+        one-image request's time when built every call)."""
+        key = (k, repr(sorted(self.card["config"].get("augment", {}).items())))
+        if key not in self._grids:
+            self._grids[key] = view_grids(view_thetas(k, self._augment_config()),
+                                          self.preprocessing.input_shape)
+        return self._grids[key]
 
     def _augment_config(self) -> AugmentConfig:
         """The distortions the run trained with (the defaults if it trained without any)."""
