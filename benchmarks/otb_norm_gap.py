@@ -3,7 +3,10 @@ normalised by their batch) against the loss of the same net as the tracker uses 
 (evaluation mode: every crop through batch norm's running averages), on fixed training pairs,
 along one run of the recipe's optimiser and cosine schedule; beside it, the tracking-mode loss
 after the running averages are recomputed over --recompute batches of search crops (a
-cumulative average instead of the momentum's last ~10 batches).
+cumulative average instead of the momentum's last ~10 batches). `--renorm` trains with batch
+renormalisation instead (Ioffe 2017; here only, not in the package yet): the forward pass
+through the running averages (r, d clipped to [1/3, 3] and [-5, 5]), gradients as with the
+batch's statistics.
 
     .venv/bin/python benchmarks/otb_norm_gap.py --steps 1200 --out results/otb/norm_gap.json
 
@@ -32,6 +35,28 @@ from siamese.losses.response import balanced_logistic_loss, response_labels
 from siamese.training.tracking import TrackingTask, build_tracker_net, load_videos
 
 
+class BatchRenorm2d(torch.nn.BatchNorm2d):
+    """Batch renormalisation in training; plain batch norm in evaluation mode (and while the
+    averages are recomputed, momentum None)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.momentum is None:
+            return super().forward(x)
+        mu, var = x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=False)
+        sd, running_sd = (var + self.eps).sqrt(), (self.running_var + self.eps).sqrt()
+        r = (sd / running_sd).detach().clamp(1 / 3, 3)
+        d = ((mu - self.running_mean) / running_sd).detach().clamp(-5, 5)
+        with torch.no_grad():
+            n = x.numel() / x.shape[1]
+            self.running_mean.lerp_(mu, self.momentum)
+            self.running_var.lerp_(var * n / (n - 1), self.momentum)
+
+        def c(t: torch.Tensor) -> torch.Tensor:
+            return t[None, :, None, None]
+
+        return ((x - c(mu)) / c(sd) * c(r) + c(d)) * c(self.weight) + c(self.bias)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=1200)
@@ -39,6 +64,7 @@ def main() -> None:
     ap.add_argument("--config", default="configs/otb.toml")
     ap.add_argument("--data-dir", default=os.environ.get("SIAMESE_DATA", "../shared/data"))
     ap.add_argument("--recompute", type=int, default=50, help="batches; 0: not")
+    ap.add_argument("--renorm", action="store_true", help="train with batch renormalisation")
     ap.add_argument("--out", default="results/otb/norm_gap.json")
     args = ap.parse_args()
     root = Path(args.data_dir) / "otb"
@@ -52,6 +78,10 @@ def main() -> None:
     torch.manual_seed(cfg.train.seed)
     videos, _ = load_videos(cfg)
     net = build_tracker_net(cfg).to(memory_format=torch.channels_last)
+    if args.renorm:
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.__class__ = BatchRenorm2d
     task = TrackingTask(net, videos, cfg)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.train.lr,
                             weight_decay=cfg.train.weight_decay)
@@ -111,7 +141,8 @@ def main() -> None:
                      if args.recompute else ""), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"machine": machine_info(), "recipe": recipe,
-                                          "held_out": args.held_out, "rows": rows}, indent=2))
+                                          "held_out": args.held_out, "renorm": args.renorm,
+                                          "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":
