@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import os
 from pathlib import Path
 
@@ -31,8 +30,8 @@ from recipe import load_recipe
 
 from siamese.config import config_from_dict, resolve
 from siamese.data.otb import list_targets
-from siamese.losses.response import balanced_logistic_loss, response_labels
 from siamese.training.tracking import TrackingTask, build_tracker_net, load_videos
+from siamese.training.trainer import cosine_factor
 
 
 class BatchRenorm2d(torch.nn.BatchNorm2d):
@@ -92,11 +91,8 @@ def main() -> None:
         net.eval()
         total = 0.0
         with torch.no_grad():
-            for z, x, offsets in fixed:
-                logits = net(z, x)
-                labels = response_labels(logits.shape[-1], net.stride, cfg.track.radius,
-                                         offsets)
-                total += float(balanced_logistic_loss(logits, labels))
+            for pairs in fixed:
+                total += float(task.loss(*pairs))
         net.train()
         return total / len(fixed)
 
@@ -120,7 +116,7 @@ def main() -> None:
     rows, losses = [], []
     every = max(args.steps // 10, 1)
     for step in range(args.steps):
-        lr = cfg.train.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * step / args.steps)))
+        lr = cfg.train.lr * cosine_factor(step / args.steps)
         for g in opt.param_groups:
             g["lr"] = lr
         loss = task.step([torch.zeros(cfg.train.batch_size)],  # a batch: only its size counts

@@ -103,7 +103,11 @@ class TrackingTask(Task):
         return z.contiguous(memory_format=cl), x.contiguous(memory_format=cl), off
 
     def step(self, batch, gen: torch.Generator) -> torch.Tensor:
-        z, x, offsets = self.batch(len(batch[0]), gen)
+        return self.loss(*self.batch(len(batch[0]), gen))
+
+    def loss(self, z: torch.Tensor, x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        """The response loss of exemplar/search crops whose targets lie `offsets` off the
+        search crops' centres (in whatever mode the net is in)."""
         logits = self.model(z.to(self.device), x.to(self.device))
         labels = response_labels(logits.shape[-1], self.module.stride, self.cfg.radius, offsets)
         return balanced_logistic_loss(logits.float(), labels.to(logits.device))

@@ -19,6 +19,12 @@ from .distributed import Dist, agree_max, from_main
 from .task import Task
 
 
+def cosine_factor(progress: float) -> float:
+    """The schedule: cosine decay from 1 to 0.01 over progress in [0, 1]; a pure function of
+    progress, so that a resumed run follows the same schedule."""
+    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
 class Callback:
     def on_train_start(self, trainer: Trainer) -> None: ...
     def on_epoch_start(self, trainer: Trainer, epoch: int, n_batches: int) -> None: ...
@@ -79,9 +85,8 @@ class Trainer:
         return max(by_epoch, agree_max(by_time, self.dist))  # every rank stops at the same step
 
     def set_lr(self, progress: float) -> None:
-        """Cosine decay from the base rate to 1% of it; a pure function of progress in [0, 1],
-        so that a resumed run follows the same schedule."""
-        f = 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        """The base rate times `cosine_factor(progress)`."""
+        f = cosine_factor(progress)
         for g, lr in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
             g["lr"] = lr * f
 
