@@ -3,12 +3,11 @@ normalised by their batch) against the loss of the same net as the tracker uses 
 (evaluation mode: every crop through batch norm's running averages), on fixed training pairs,
 along one run of the recipe's optimiser and cosine schedule; beside it, the tracking-mode loss
 after the running averages are recomputed over --recompute batches of search crops (a
-cumulative average instead of the momentum's last ~10 batches). `--renorm` trains with batch
-renormalisation instead (Ioffe 2017; here only, not in the package yet): the forward pass
-through the running averages (r, d clipped to [1/3, 3] and [-5, 5]), gradients as with the
-batch's statistics.
+cumulative average instead of the momentum's last ~10 batches). `--norm` is track.norm:
+renorm (the recipe's, batch renormalisation, models/renorm.py) or batch (plain batch norm).
 
-    .venv/bin/python benchmarks/otb_norm_gap.py --steps 1200 --out results/otb/norm_gap.json
+    .venv/bin/python benchmarks/otb_norm_gap.py --steps 1200 --norm batch \
+        --out results/otb/norm_gap.json
 
 Trains on the other five sequences than --held-out (Dog1), seed 0. Prints one line per tenth
 of the run and writes JSON. Skips (exit 0) when the sequences are missing. docs/tracking.md,
@@ -34,28 +33,6 @@ from siamese.training.tracking import TrackingTask, build_tracker_net, load_vide
 from siamese.training.trainer import cosine_factor
 
 
-class BatchRenorm2d(torch.nn.BatchNorm2d):
-    """Batch renormalisation in training; plain batch norm in evaluation mode (and while the
-    averages are recomputed, momentum None)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.momentum is None:
-            return super().forward(x)
-        mu, var = x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=False)
-        sd, running_sd = (var + self.eps).sqrt(), (self.running_var + self.eps).sqrt()
-        r = (sd / running_sd).detach().clamp(1 / 3, 3)
-        d = ((mu - self.running_mean) / running_sd).detach().clamp(-5, 5)
-        with torch.no_grad():
-            n = x.numel() / x.shape[1]
-            self.running_mean.lerp_(mu, self.momentum)
-            self.running_var.lerp_(var * n / (n - 1), self.momentum)
-
-        def c(t: torch.Tensor) -> torch.Tensor:
-            return t[None, :, None, None]
-
-        return ((x - c(mu)) / c(sd) * c(r) + c(d)) * c(self.weight) + c(self.bias)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=1200)
@@ -63,7 +40,8 @@ def main() -> None:
     ap.add_argument("--config", default="configs/otb.toml")
     ap.add_argument("--data-dir", default=os.environ.get("SIAMESE_DATA", "../shared/data"))
     ap.add_argument("--recompute", type=int, default=50, help="batches; 0: not")
-    ap.add_argument("--renorm", action="store_true", help="train with batch renormalisation")
+    ap.add_argument("--norm", choices=["renorm", "batch"], default="renorm",
+                    help="track.norm: batch renormalisation or plain batch norm")
     ap.add_argument("--out", default="results/otb/norm_gap.json")
     args = ap.parse_args()
     root = Path(args.data_dir) / "otb"
@@ -73,14 +51,11 @@ def main() -> None:
     recipe = load_recipe(args.config, [f"data.path={json.dumps(str(root))}"])
     sequences = sorted({t.sequence.name for t in list_targets(root)})
     recipe.setdefault("track", {})["sequences"] = [s for s in sequences if s != args.held_out]
+    recipe["track"]["norm"] = args.norm
     cfg = resolve(config_from_dict(recipe))
     torch.manual_seed(cfg.train.seed)
     videos, _ = load_videos(cfg)
     net = build_tracker_net(cfg).to(memory_format=torch.channels_last)
-    if args.renorm:
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.__class__ = BatchRenorm2d
     task = TrackingTask(net, videos, cfg)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.train.lr,
                             weight_decay=cfg.train.weight_decay)
@@ -137,7 +112,7 @@ def main() -> None:
                      if args.recompute else ""), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"machine": machine_info(), "recipe": recipe,
-                                          "held_out": args.held_out, "renorm": args.renorm,
+                                          "held_out": args.held_out, "norm": args.norm,
                                           "rows": rows}, indent=2))
 
 

@@ -152,6 +152,8 @@ class TrackConfig:
     shift: float = 24.0  # the target lies up to this many px off the search crop's centre
     stretch: float = 0.1  # and is scaled by up to +-10% against the exemplar
     radius: float = 16.0  # response cells within this many search-crop px are positives
+    # renorm: train batch norm as the tracker runs it (models/renorm.py); batch: plain
+    norm: str = "renorm"
     pairs_per_epoch: int = 1024
     scales: int = 3  # the tracker's scale pyramid
     scale_step: float = 1.0375
@@ -367,6 +369,7 @@ def _resolve_tracking(cfg: Config) -> Config:
          "track: scale_step >= 1, scale_penalty in (0, 1], scale_lr in [0, 1]"),
         (0 <= k.window_influence <= 1 and 1 <= k.upsample <= 32,
          "track: window_influence in [0, 1], upsample in [1, 32]"),
+        (k.norm in ("renorm", "batch"), f"track.norm '{k.norm}': choose renorm or batch"),
         (t.device in ("cpu", "cuda") or t.device.startswith("cuda:"), "train.device: cpu|cuda"),
         (t.amp in ("auto", "off", "bf16", "fp16"),
          f"train.amp '{t.amp}': choose auto, off, bf16 or fp16"),

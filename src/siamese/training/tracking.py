@@ -28,6 +28,7 @@ from ..errors import ConfigError
 from ..evaluation.plots import plot_history
 from ..losses.response import balanced_logistic_loss, response_labels
 from ..models.encoders import create_encoder
+from ..models.renorm import renormalise
 from ..models.siamfc import SiamFC
 from .distributed import Dist
 from .run import fit_run, new_card, start_folder, start_run
@@ -37,6 +38,8 @@ from .task import Task
 def build_tracker_net(cfg: Config) -> SiamFC:
     backbone = create_encoder(cfg.model.encoder, (3, cfg.track.exemplar, cfg.track.exemplar),
                               cfg.model.width)
+    if cfg.track.norm == "renorm":
+        renormalise(backbone)
     return SiamFC(backbone, cfg.track.exemplar, cfg.track.search)
 
 
