@@ -1,5 +1,5 @@
 """A benchmark's recipe: a TOML config as a dict, with `--set SECTION.KEY=VALUE` changes
-(VALUE as JSON: 3, 0.5, true, "ecapa")."""
+(VALUE as JSON: 3, 0.5, true, "ecapa"; a bare word is a string: cuda)."""
 
 from __future__ import annotations
 
@@ -13,5 +13,9 @@ def load_recipe(path: str | Path, sets: list[str]) -> dict:
     for item in sets:
         key, _, value = item.partition("=")
         section, name = key.split(".")
-        cfg.setdefault(section, {})[name] = json.loads(value)
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        cfg.setdefault(section, {})[name] = parsed
     return cfg

@@ -79,3 +79,16 @@ def test_renormalise_converts_the_tracking_backbones_batch_norms_and_keeps_their
     kinds = {type(m) for m in net.modules()}
     assert BatchRenorm2d in kinds and nn.BatchNorm2d not in kinds
     assert set(net.state_dict()) == keys
+
+
+def test_under_bf16_autocast_statistics_stay_fp32_and_the_output_is_close():
+    m = _layer()
+    conv = nn.Conv2d(3, 3, 3)
+    x = torch.randn(4, 3, 10, 10)
+    ref = copy.deepcopy(m)(conv(x))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv(x)
+        assert y.dtype == torch.bfloat16  # what broke the running averages' update on CUDA
+        out = m(y)
+    assert out.dtype == torch.bfloat16 and m.running_mean.dtype == torch.float32
+    torch.testing.assert_close(out.float(), ref, rtol=0.05, atol=0.05)

@@ -24,7 +24,8 @@ class BatchRenorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.momentum is None:
             return super().forward(x)
-        mu, var = x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=False)
+        # statistics in fp32 whatever autocast gives (bf16 and fp16 conv outputs)
+        var, mu = torch.var_mean(x.float(), (0, 2, 3), unbiased=False)
         sd, running_sd = (var + self.eps).sqrt(), (self.running_var + self.eps).sqrt()
         r = (sd / running_sd).detach().clamp(1 / R_MAX, R_MAX)
         d = ((mu - self.running_mean) / running_sd).detach().clamp(-D_MAX, D_MAX)
@@ -35,7 +36,8 @@ class BatchRenorm2d(nn.BatchNorm2d):
             self.num_batches_tracked += 1
         scale = r / sd * self.weight  # the affine folded in: one multiply-add per element
         shift = self.bias + (d - mu * r / sd) * self.weight
-        return x * scale[None, :, None, None] + shift[None, :, None, None]
+        return (x * scale.to(x.dtype)[None, :, None, None]
+                + shift.to(x.dtype)[None, :, None, None])
 
 
 def renormalise(module: nn.Module) -> nn.Module:

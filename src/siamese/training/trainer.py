@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ..models.renorm import BatchRenorm2d
 from .distributed import Dist, agree_max, from_main
 from .task import Task
 
@@ -71,7 +72,10 @@ class Trainer:
             ids = None
             if device.type == "cuda":  # batch statistics over the global batch (GPU only)
                 ids = [device.index]
-                model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+                # renormalised layers (tracking) stay: each rank's batch, corrected towards
+                # the running averages that DDP broadcasts from rank 0
+                if not any(isinstance(m, BatchRenorm2d) for m in model.modules()):
+                    model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
             model = DistributedDataParallel(model, device_ids=ids)
         if compile:
             model = torch.compile(model)
