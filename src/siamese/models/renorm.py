@@ -24,20 +24,18 @@ class BatchRenorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.momentum is None:
             return super().forward(x)
-        # statistics in fp32 whatever autocast gives (bf16 and fp16 conv outputs)
-        var, mu = torch.var_mean(x.float(), (0, 2, 3), unbiased=False)
-        sd, running_sd = (var + self.eps).sqrt(), (self.running_var + self.eps).sqrt()
-        r = (sd / running_sd).detach().clamp(1 / R_MAX, R_MAX)
-        d = ((mu - self.running_mean) / running_sd).detach().clamp(-D_MAX, D_MAX)
-        with torch.no_grad():
-            n = x.numel() / x.shape[1]
-            self.running_mean.lerp_(mu, self.momentum)
-            self.running_var.lerp_(var * n / max(n - 1, 1), self.momentum)
-            self.num_batches_tracked += 1
-        scale = r / sd * self.weight  # the affine folded in: one multiply-add per element
-        shift = self.bias + (d - mu * r / sd) * self.weight
-        return (x * scale.to(x.dtype)[None, :, None, None]
-                + shift.to(x.dtype)[None, :, None, None])
+        # batch norm's own fused kernel (as fast as plain batch norm; it also moves the running
+        # averages), then the correction: ((x - mu) / sd * r + d) w + b = y r + b (1 - r) + w d
+        # for y = (x - mu) / sd * w + b. The averages from before this batch set r and d.
+        running_mean = self.running_mean.clone()
+        running_sd = (self.running_var + self.eps).sqrt()
+        y, mu, inv_sd = torch.native_batch_norm(x, self.weight, self.bias, self.running_mean,
+                                                 self.running_var, True, self.momentum, self.eps)
+        self.num_batches_tracked += 1
+        r = (1 / (inv_sd * running_sd)).detach().clamp(1 / R_MAX, R_MAX)
+        d = ((mu - running_mean) / running_sd).detach().clamp(-D_MAX, D_MAX)
+        shift = self.bias * (1 - r) + self.weight * d
+        return y * r.to(y.dtype)[None, :, None, None] + shift.to(y.dtype)[None, :, None, None]
 
 
 def renormalise(module: nn.Module) -> nn.Module:
