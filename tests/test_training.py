@@ -86,3 +86,31 @@ def test_the_weight_average_is_the_moving_average_of_every_steps_weights(tmp_pat
     for k in average:  # weights and batch-norm statistics alike
         torch.testing.assert_close(kept[k], average[k], rtol=1e-5, atol=1e-6)
     assert any(not torch.allclose(kept[k], seen[-1][k]) for k in average)
+
+
+def test_a_budget_spent_at_an_epoch_start_logs_no_empty_epoch(monkeypatch):
+    from siamese.config import resolve
+    from siamese.data.loader import IndexedSamples, ShuffledBatches, make_loader
+    from siamese.models.build import build_net
+    from siamese.training import trainer as trainer_module
+    from siamese.training.task import TwinRegressionTask
+    from siamese.training.trainer import Callback, Trainer
+
+    clock = [0.0]
+    monkeypatch.setattr(trainer_module.time, "monotonic", lambda: clock[0])
+
+    class SpendTheBudget(Callback):  # the clock jumps past the budget as epoch 1 ends
+        def on_epoch_end(self, trainer, logs):
+            if logs["epoch"] == 2:
+                clock[0] = 100.0
+
+    cfg = config_from_dict({"model": {"width": 4, "embedding_dim": 4},
+                            "train": {"task": "regression"}})
+    net = build_net(resolve(cfg), [3], "vector", anchors=2)
+    x, y = torch.randn(32, 3), torch.randn(32)
+    loader = make_loader(IndexedSamples(x, y), ShuffledBatches(32, 8, seed=0), 0)
+    history = Trainer(TwinRegressionTask(net, "cpu"), torch.optim.SGD(net.parameters(), lr=0.01),
+                      loader, epochs=5, callbacks=[SpendTheBudget()], max_seconds=10.0).fit()
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert all(np.isfinite(h["loss"]) for h in history)
+    assert history[-1]["stopped"] == "time budget"

@@ -131,6 +131,10 @@ class Trainer:
                 losses.append(self.step(batch, batch_generator(self.seed, epoch, i)))
                 for cb in self.callbacks:
                     cb.on_batch_end(self, losses[-1])
+            if self.stop and not losses:  # the budget ran out before this epoch's first step
+                if self.history:
+                    self.history[-1]["stopped"] = "time budget"
+                break
             seconds = time.monotonic() - t_epoch  # the steps only, not validation
             logs = {"epoch": epoch + 1,
                     "loss": float(np.mean(losses)) if losses else float("nan"),
