@@ -3,8 +3,9 @@ normalised by their batch) against the loss of the same net as the tracker uses 
 (evaluation mode: every crop through batch norm's running averages), on fixed training pairs,
 along one run of the recipe's optimiser and cosine schedule; beside it, the tracking-mode loss
 after the running averages are recomputed over --recompute batches of search crops (a
-cumulative average instead of the momentum's last ~10 batches). `--norm` is track.norm:
-renorm (the recipe's, batch renormalisation, models/renorm.py) or batch (plain batch norm).
+cumulative average instead of the momentum's last ~10 batches). `--norm` sets track.norm
+(default: the recipe's): batch (plain batch norm) or renorm (batch renormalisation,
+models/renorm.py).
 
     .venv/bin/python benchmarks/otb_norm_gap.py --steps 1200 --norm batch \
         --out results/otb/norm_gap.json
@@ -40,8 +41,9 @@ def main() -> None:
     ap.add_argument("--config", default="configs/otb.toml")
     ap.add_argument("--data-dir", default=os.environ.get("SIAMESE_DATA", "../shared/data"))
     ap.add_argument("--recompute", type=int, default=50, help="batches; 0: not")
-    ap.add_argument("--norm", choices=["renorm", "batch"], default="renorm",
-                    help="track.norm: batch renormalisation or plain batch norm")
+    ap.add_argument("--norm", choices=["batch", "renorm"],
+                    help="track.norm (default: the recipe's): plain batch norm or batch "
+                    "renormalisation")
     ap.add_argument("--out", default="results/otb/norm_gap.json")
     args = ap.parse_args()
     root = Path(args.data_dir) / "otb"
@@ -51,7 +53,8 @@ def main() -> None:
     recipe = load_recipe(args.config, [f"data.path={json.dumps(str(root))}"])
     sequences = sorted({t.sequence.name for t in list_targets(root)})
     recipe.setdefault("track", {})["sequences"] = [s for s in sequences if s != args.held_out]
-    recipe["track"]["norm"] = args.norm
+    if args.norm:
+        recipe["track"]["norm"] = args.norm
     cfg = resolve(config_from_dict(recipe))
     torch.manual_seed(cfg.train.seed)
     videos, _ = load_videos(cfg)
@@ -112,7 +115,7 @@ def main() -> None:
                      if args.recompute else ""), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"machine": machine_info(), "recipe": recipe,
-                                          "held_out": args.held_out, "norm": args.norm,
+                                          "held_out": args.held_out, "norm": cfg.track.norm,
                                           "rows": rows}, indent=2))
 
 

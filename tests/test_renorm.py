@@ -3,11 +3,15 @@ property it exists for: in training, the output is what evaluation mode gives.""
 
 import copy
 
+import pytest
 import torch
 from torch import nn
 
+from siamese.config import config_from_dict, resolve
+from siamese.errors import ConfigError
 from siamese.models.renorm import BatchRenorm2d, renormalise
 from siamese.models.siamfc import siamfc_small
+from siamese.training.tracking import build_tracker_net
 
 
 def _layer(channels: int = 3) -> BatchRenorm2d:
@@ -92,3 +96,15 @@ def test_under_bf16_autocast_statistics_stay_fp32_and_the_output_is_close():
         out = m(y)
     assert out.dtype == torch.bfloat16 and m.running_mean.dtype == torch.float32
     torch.testing.assert_close(out.float(), ref, rtol=0.05, atol=0.05)
+
+
+def test_track_norm_chooses_the_layer_and_refuses_other_names():
+    def kinds(norm: str) -> set[type]:
+        cfg = resolve(config_from_dict({"train": {"task": "tracking"}, "model": {"width": 4},
+                                        "track": {"norm": norm}}))
+        return {type(m) for m in build_tracker_net(cfg).modules()}
+
+    assert BatchRenorm2d in kinds("renorm") and nn.BatchNorm2d not in kinds("renorm")
+    assert nn.BatchNorm2d in kinds("batch") and BatchRenorm2d not in kinds("batch")
+    with pytest.raises(ConfigError, match="track.norm 'group'"):
+        kinds("group")

@@ -152,8 +152,9 @@ class TrackConfig:
     shift: float = 24.0  # the target lies up to this many px off the search crop's centre
     stretch: float = 0.1  # and is scaled by up to +-10% against the exemplar
     radius: float = 16.0  # response cells within this many search-crop px are positives
-    # renorm: train batch norm as the tracker runs it (models/renorm.py); batch: plain
-    norm: str = "renorm"
+    # batch: plain batch norm; renorm: batch renormalisation, trained as the tracker runs it
+    # (models/renorm.py; held out it tracked worse: docs/tracking.md)
+    norm: str = "batch"
     pairs_per_epoch: int = 1024
     scales: int = 3  # the tracker's scale pyramid
     scale_step: float = 1.0375
