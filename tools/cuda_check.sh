@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The CUDA path, checked on a lent GPU machine (the `device` tool's `run`), in one call of
-# about 8 minutes. That machine has python3 with a CUDA torch but no project install and no
-# ../shared/data: the package runs from src/, the data are carried. Here, first:
+# The CUDA path, checked on a lent GPU machine (the `device` tool's `run`) in one call: about
+# 5 minutes of running on a H200, plus the machine's start. That machine has python3 with a
+# CUDA torch but no project install and no ../shared/data: the package runs from src/, the
+# data are carried. Here, first:
 #   echo /.device/ >> .git/info/exclude; mkdir -p .device/data/omniglot .device/data/otb
 #   cp ../shared/data/omniglot/{images_background,all_runs}.zip .device/data/omniglot/
 #   cp -r ../shared/data/otb/{Couple,Crossing,Dog1,Football1,Jogging} .device/data/otb/
