@@ -314,3 +314,30 @@ def test_runs_saved_with_the_scale_itself_still_load():
     old["scale"] = torch.tensor(-2.5e-3)
     with pytest.raises(RuntimeError, match="negative response scale"):
         other.load_state_dict(old)
+
+
+def test_negative_pairs_show_another_target_and_have_no_positive():
+    """track.negative_share: the search crop is around another video's target (a look-alike)
+    and no cell of its map is positive; at 0 every map has its positives."""
+    from siamese.config import Config
+    from siamese.training.tracking import TrackingTask
+
+    videos = []
+    for k, colour in enumerate([(200, 0, 0), (0, 200, 0)]):
+        frame = np.full((120, 160, 3), 10 * (k + 1), np.uint8)
+        frame[50:70, 70:90] = colour
+        videos.append(([frame] * 3, np.array([[70, 50, 20, 20]] * 3, float)))
+    cfg = Config()
+    cfg.track.exemplar, cfg.track.search, cfg.track.object_share = 87, 127, 0.0
+    net = SiamFC(siamfc_small((3, 87, 87), width=4), exemplar=87, search=127)
+    for share in (1.0, 0.0):
+        cfg.track.negative_share = share
+        task = TrackingTask(net, videos, cfg)
+        rng = np.random.default_rng(0)
+        for _ in range(20):
+            z, x, offset = task.pair(rng)
+            labels = response_labels(17, 8, cfg.track.radius, torch.tensor(offset[None]).float())
+            own = int(np.argmax(z[43, 43]))  # the exemplar's target colour channel
+            seen = x[58:69, 58:69].reshape(-1, 3).max(0)  # the middle of the search crop
+            assert (seen[own] > 100) == (share == 0.0)
+            assert (labels.sum() > 0) == (share == 0.0)

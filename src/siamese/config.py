@@ -149,6 +149,7 @@ class TrackConfig:
     max_gap: int = 100  # at most this many frames between a pair's exemplar and search frame
     still_share: float = 0.2  # pairs of one frame with itself, moved by the random shift/scale
     object_share: float = 0.2  # still pairs around a random box (any object, not the target)
+    negative_share: float = 0.0  # pairs whose search crop shows another target (no positive)
     shift: float = 24.0  # the target lies up to this many px off the search crop's centre
     stretch: float = 0.1  # and is scaled by up to +-10% against the exemplar
     radius: float = 16.0  # response cells within this many search-crop px are positives
@@ -360,8 +361,8 @@ def _resolve_tracking(cfg: Config) -> Config:
         (1 <= cfg.model.width <= 512, "model.width must be in [1, 512]"),
         (63 <= k.exemplar < k.search <= 1023, "track: need 63 <= exemplar < search <= 1023"),
         (k.context >= 0 and k.max_gap >= 0, "track.context and track.max_gap must be >= 0"),
-        (0 <= k.still_share <= 1 and 0 <= k.object_share <= 1,
-         "track.still_share and track.object_share must be in [0, 1]"),
+        (all(0 <= s <= 1 for s in (k.still_share, k.object_share, k.negative_share)),
+         "track.still_share, object_share and negative_share must be in [0, 1]"),
         (0 <= k.stretch < 0.5 and k.shift >= 0, "track.stretch in [0, 0.5), track.shift >= 0"),
         (k.radius > 0 and k.pairs_per_epoch >= t.batch_size,
          "track.radius must be > 0 and track.pairs_per_epoch >= train.batch_size"),

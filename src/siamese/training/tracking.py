@@ -5,7 +5,9 @@ resumed run draws the same): a target uniformly among the training targets, an e
 a search frame at most `track.max_gap` frames away (or, for a `still_share` of pairs, the same
 frame: a still image made into a pseudo-video by the random shift and scale below; for an
 `object_share` of pairs, a still pair around a random box of the frame, any object or texture,
-so that the net learns to find what it is shown and not only the training targets' kind). The
+so that the net learns to find what it is shown and not only the training targets' kind; for
+a `negative_share`, the search crop is around another target, so that no cell is positive and
+the net learns that a look-alike is not the target, as in DaSiamRPN's distractor pairs). The
 exemplar is the target with context at 127 px; the search crop is centred off the target by up
 to `track.shift` px and scaled by up to `track.stretch`, so the net must find it; both crops
 are flipped together half the time and turned grey together a tenth of the time. The loss is
@@ -33,6 +35,9 @@ from ..models.siamfc import SiamFC
 from .distributed import Dist
 from .run import fit_run, new_card, start_folder, start_run
 from .task import Task
+
+# the offset of a target that is not in the search crop: no cell of its map is positive
+FAR = 1e4
 
 
 def build_tracker_net(cfg: Config) -> SiamFC:
@@ -65,7 +70,7 @@ class TrackingTask(Task):
 
     def pair(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """-> exemplar crop, search crop (uint8 HWC), the target's offset (x, y) from the
-        search crop's centre in crop pixels."""
+        search crop's centre in crop pixels (FAR where the target is not in the crop)."""
         k = self.cfg
         v = int(rng.integers(len(self.videos)))
         frames, boxes = self.videos[v]
@@ -76,17 +81,30 @@ class TrackingTask(Task):
         if rng.random() < k.object_share:  # any object or texture of the frame, held still
             j, box_i = i, random_box(frames[i].shape, rng)
             box_j = box_i
-        mean = self.means[v]
         (cx, cy), (w, h) = centre_of(box_i), box_i[2:]
-        z = crop(frames[i], cx, cy, context_size(w, h, k.context), k.exemplar, mean)
-        (cx, cy), (w, h) = centre_of(box_j), box_j[2:]
+        z = crop(frames[i], cx, cy, context_size(w, h, k.context), k.exemplar, self.means[v])
+        if k.negative_share and rng.random() < k.negative_share:  # another target: the crop holds a look-alike
+            u = (v + 1 + int(rng.integers(len(self.videos) - 1))) % len(self.videos) \
+                if len(self.videos) > 1 else v
+            frames_u, boxes_u = self.videos[u]
+            j = int(rng.integers(len(boxes_u)))
+            box_u = boxes_u[j] if u != v else random_box(frames_u[j].shape, rng)
+            x, _ = self._search(frames_u[j], box_u, self.means[u], rng)
+            return z, x, np.full(2, FAR)
+        x, offset = self._search(frames[j], box_j, self.means[v], rng)
+        return z, x, offset
+
+    def _search(self, frame: np.ndarray, box: np.ndarray, mean, rng: np.random.Generator):
+        """The search crop around a box, shifted by up to track.shift px and scaled by up to
+        track.stretch -> the crop and the box centre's offset from the crop's centre."""
+        k = self.cfg
+        (cx, cy), (w, h) = centre_of(box), box[2:]
         side = context_size(w, h, k.context) * k.search / k.exemplar
         side *= float(np.exp(rng.uniform(-1, 1) * np.log1p(k.stretch)))
         offset = rng.uniform(-k.shift, k.shift, 2)
         # the crop's centre is the target's centre minus the offset (in frame pixels)
         a = side / k.search
-        x = crop(frames[j], cx - offset[0] * a, cy - offset[1] * a, side, k.search, mean)
-        return z, x, offset
+        return crop(frame, cx - offset[0] * a, cy - offset[1] * a, side, k.search, mean), offset
 
     def batch(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
         # the step's generator is the same on every rank: each rank draws its own pairs
