@@ -26,7 +26,7 @@ from recipe import load_recipe
 
 import siamese
 from siamese.artifact import read_card
-from siamese.config import config_from_dict, resolve
+from siamese.config import TRACKER_SETTINGS, config_from_dict, resolve
 from siamese.data.otb import list_targets
 from siamese.errors import ArtifactError
 from siamese.evaluation.otb import mean_scores
@@ -61,7 +61,8 @@ def main() -> None:
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--reuse", action="store_true",
                     help="track with a fold's run folder, not train it again, where it was "
-                         "trained with this very recipe, seed and held-out sequence")
+                         "trained with this very recipe, seed and held-out sequence (the "
+                         "tracker's own settings may differ: the recipe's are used)")
     ap.add_argument("--config", default="configs/otb.toml")
     ap.add_argument("--out", default="results/otb_tracking.json")
     ap.add_argument("--runs", default="runs/otb_fold", help="run folders: <runs>_<seq>_seed<k>")
@@ -98,8 +99,12 @@ def main() -> None:
             cfg["train"]["seed"] = seed
             cfg.setdefault("track", {})["sequences"] = [s for s in sequences if s != seq]
             run = Path(f"{args.runs}_{seq}_seed{seed}")
-            model = (siamese.load(run) if args.reuse and _trained_with(run, cfg)
-                     else siamese.train(cfg, run, force=True, quiet=True))
+            if args.reuse and _trained_with(run, cfg):  # tracked with the recipe's settings
+                track = resolve(config_from_dict(cfg)).track
+                model = siamese.load(run).with_settings(
+                    **{k: getattr(track, k) for k in TRACKER_SETTINGS})
+            else:
+                model = siamese.train(cfg, run, force=True, quiet=True)
             hist = model.card["history"]
             train_rates.append(sum(h["images"] for h in hist) / 2
                                / max(sum(h["seconds"] for h in hist), 1e-9))
@@ -129,13 +134,18 @@ def main() -> None:
 
 
 def _trained_with(run: Path, recipe: dict) -> bool:
-    """Whether the run folder holds a finished run of exactly this recipe."""
+    """Whether the run folder holds a finished run of exactly this recipe (the tracker's own
+    settings aside: they do not change training)."""
     try:
         card = read_card(run)
     except ArtifactError:  # no folder, no card, or not a run card
         return False
-    want = resolve(config_from_dict(recipe)).to_dict()
-    return card.get("status") == "trained" and card.get("config") == want
+    def trained(config: dict) -> dict:
+        return config | {"track": {k: v for k, v in config.get("track", {}).items()
+                                   if k not in TRACKER_SETTINGS}}
+
+    want = trained(resolve(config_from_dict(recipe)).to_dict())
+    return card.get("status") == "trained" and trained(card.get("config", {})) == want
 
 
 def _brief(r: dict) -> dict:

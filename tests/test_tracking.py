@@ -194,6 +194,23 @@ def test_train_track_render_and_evaluate(tracking_run, tmp_path, capsys):
     assert (tmp_path / "e/precision.png").stat().st_size > 5000
 
 
+def test_tracker_settings_change_tracking_not_the_weights(tracking_run):
+    from siamese.errors import ConfigError
+
+    run, data = tracking_run
+    model = siamese.load(run)
+    one = model.with_settings(scales=1)
+    assert one.net is model.net and one.cfg.track.scales == 1 and model.cfg.track.scales == 3
+    assert one.cfg.model == model.cfg.model
+    first = [24.0, 40.0, 24.0, 24.0]
+    boxes, _ = one.track(data / "Seq0/img", first)
+    assert np.allclose(boxes[:, 2:], 24.0)  # one scale: the size never changes
+    with pytest.raises(ConfigError, match="not tracker settings: lr"):
+        model.with_settings(lr=0.1)
+    with pytest.raises(ConfigError, match="odd"):
+        model.with_settings(scales=2)
+
+
 def test_video_files_track_like_their_frames(tracking_run, tmp_path):
     import cv2
 

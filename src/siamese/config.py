@@ -165,6 +165,12 @@ class TrackConfig:
     upsample: int = 16  # the response map is upsampled (bicubic) by this factor
 
 
+# the tracker's own settings: they change how a trained net tracks, not how it is trained, so a
+# run can be scored again with others (TrackingModel.with_settings)
+TRACKER_SETTINGS = ("scales", "scale_step", "scale_penalty", "scale_lr", "window_influence",
+                    "upsample")
+
+
 @dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)

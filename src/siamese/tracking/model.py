@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..artifact import check_card, read_card, read_weights
-from ..config import config_from_dict, resolve
+from ..config import TRACKER_SETTINGS, config_from_dict, resolve
 from ..data.otb import check_box, frame_files, read_frames, read_video
 from ..errors import ArtifactError, ConfigError, DataError
 from .tracker import SiamFCTracker
@@ -67,6 +67,18 @@ class TrackingModel:
                                 f"({str(e).splitlines()[0][:80]}); train again") from None
         net = net.to(device).to(memory_format=torch.channels_last).eval()
         return cls(net, cfg, card, run, device)
+
+    def with_settings(self, **settings) -> TrackingModel:
+        """The same weights, tracking with other tracker settings (config.TRACKER_SETTINGS:
+        scales, scale_step, scale_penalty, scale_lr, window_influence, upsample)."""
+        unknown = set(settings) - set(TRACKER_SETTINGS)
+        if unknown:
+            raise ConfigError(f"not tracker settings: {', '.join(sorted(unknown))}; give some of "
+                              f"{', '.join(TRACKER_SETTINGS)}")
+        values = self.cfg.to_dict()
+        values["track"].update(settings)
+        return TrackingModel(self.net, resolve(config_from_dict(values)), self.card, self.run,
+                             self.device)
 
     def tracker(self) -> SiamFCTracker:
         return SiamFCTracker(self.net, self.cfg.track, self.device)

@@ -83,7 +83,8 @@ class TrackingTask(Task):
             box_j = box_i
         (cx, cy), (w, h) = centre_of(box_i), box_i[2:]
         z = crop(frames[i], cx, cy, context_size(w, h, k.context), k.exemplar, self.means[v])
-        if k.negative_share and rng.random() < k.negative_share:  # another target: the crop holds a look-alike
+        # another target's crop: a look-alike, not the target (no draw when the share is 0)
+        if k.negative_share and rng.random() < k.negative_share:
             u = (v + 1 + int(rng.integers(len(self.videos) - 1))) % len(self.videos) \
                 if len(self.videos) > 1 else v
             frames_u, boxes_u = self.videos[u]
