@@ -358,3 +358,30 @@ def test_negative_pairs_show_another_target_and_have_no_positive():
             seen = x[58:69, 58:69].reshape(-1, 3).max(0)  # the middle of the search crop
             assert (seen[own] > 100) == (share == 0.0)
             assert (labels.sum() > 0) == (share == 0.0)
+
+
+def test_template_update_is_a_running_average_of_the_exemplars_found():
+    """track.template_lr: the kernel after a frame is (1 - lr) * before + lr * the features of
+    the exemplar crop at the new box; 0 keeps the first frame's."""
+    from siamese.config import TrackConfig
+    from siamese.data.crops import centre_of, context_size
+    from siamese.tracking.tracker import SiamFCTracker
+
+    torch.manual_seed(0)
+    net = SiamFC(siamfc_small((3, 87, 87), width=4), exemplar=87, search=127).eval()
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (120, 160, 3)).astype(np.uint8) for _ in range(2)]
+    box = np.array([60.0, 40.0, 24.0, 30.0])
+    for lr in (0.0, 0.25):
+        cfg = TrackConfig(exemplar=87, search=127, template_lr=lr)
+        tracker = SiamFCTracker(net, cfg)
+        tracker.init(frames[0], box)
+        first = tracker.kernel.clone()
+        new = tracker.update(frames[1])
+        cx, cy = centre_of(new)
+        side = context_size(new[2], new[3], cfg.context)
+        with torch.no_grad():
+            z = net.embed(torch.from_numpy(crop(frames[1], cx, cy, side, 87)[None])
+                          .permute(0, 3, 1, 2).float())
+        torch.testing.assert_close(tracker.kernel, (1 - lr) * first + lr * z, atol=1e-5,
+                                   rtol=1e-5)

@@ -163,12 +163,13 @@ class TrackConfig:
     scale_lr: float = 0.59  # damping of the size update
     window_influence: float = 0.176  # cosine window's share in the response (motion prior)
     upsample: int = 16  # the response map is upsampled (bicubic) by this factor
+    template_lr: float = 0.0  # each frame the exemplar moves this far to the new one (0: fixed)
 
 
 # the tracker's own settings: they change how a trained net tracks, not how it is trained, so a
 # run can be scored again with others (TrackingModel.with_settings)
 TRACKER_SETTINGS = ("scales", "scale_step", "scale_penalty", "scale_lr", "window_influence",
-                    "upsample")
+                    "upsample", "template_lr")
 
 
 @dataclass
@@ -375,8 +376,8 @@ def _resolve_tracking(cfg: Config) -> Config:
         (k.scales >= 1 and k.scales % 2 == 1, "track.scales must be odd (1, 3, 5)"),
         (k.scale_step >= 1 and 0 < k.scale_penalty <= 1 and 0 <= k.scale_lr <= 1,
          "track: scale_step >= 1, scale_penalty in (0, 1], scale_lr in [0, 1]"),
-        (0 <= k.window_influence <= 1 and 1 <= k.upsample <= 32,
-         "track: window_influence in [0, 1], upsample in [1, 32]"),
+        (0 <= k.window_influence <= 1 and 1 <= k.upsample <= 32 and 0 <= k.template_lr <= 1,
+         "track: window_influence and template_lr in [0, 1], upsample in [1, 32]"),
         (k.norm in ("renorm", "batch"), f"track.norm '{k.norm}': choose renorm or batch"),
         (t.device in ("cpu", "cuda") or t.device.startswith("cuda:"), "train.device: cpu|cuda"),
         (t.amp in ("auto", "off", "bf16", "fp16"),

@@ -6,7 +6,9 @@ for all of them, the responses upsampled (bicubic, `upsample` x), the non-centra
 penalised (`scale_penalty`), the best scale's response normalised and blended with a cosine
 window (`window_influence`: targets move little between frames), its peak -> the new centre;
 the size moves towards the chosen scale by `scale_lr` (damped). Crops past the frame's edge
-are filled with the frame's mean colour.
+are filled with the frame's mean colour. With `template_lr` > 0 the exemplar's features move
+that far each frame towards those of the target where it was just found (a running average;
+0, SiamFC's choice, keeps the first frame's).
 """
 
 from __future__ import annotations
@@ -74,4 +76,9 @@ class SiamFCTracker:
         scale = (1 - c.scale_lr) + c.scale_lr * self.scales[best]
         self.x_side = float(np.clip(self.x_side * scale, self.min_side, self.max_side))
         self.w, self.h = self.w * scale, self.h * scale
+        if c.template_lr > 0:
+            z = crop(frame, self.cx, self.cy, self.x_side * c.exemplar / c.search, c.exemplar,
+                     self.mean)
+            self.kernel = torch.lerp(self.kernel, self.net.embed(self._tensor([z])),
+                                     c.template_lr)
         return box_of(self.cx, self.cy, self.w, self.h)
