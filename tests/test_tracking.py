@@ -385,3 +385,23 @@ def test_template_update_is_a_running_average_of_the_exemplars_found():
                           .permute(0, 3, 1, 2).float())
         torch.testing.assert_close(tracker.kernel, (1 - lr) * first + lr * z, atol=1e-5,
                                    rtol=1e-5)
+
+
+def test_nested_choice_never_looks_at_the_fold_it_scores(monkeypatch):
+    """benchmarks/otb_tracker_settings.py: each fold gets the setting best on the others."""
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    from otb_tracker_settings import nested_choice
+
+    fold_of = {"A": "A", "B": "B", "C-1": "C", "C-2": "C"}
+    table = {"A": [0.9, 0.1], "B": [0.2, 0.5], "C-1": [0.3, 0.9], "C-2": [0.3, 0.8]}
+    scores = [{(0, t): {"success_auc": v[i]} for t, v in table.items()} for i in range(2)]
+    picks, nested = nested_choice(scores, fold_of)
+    for fold in "ABC":  # brute force: the mean over the other folds' targets
+        others = [t for t in table if fold_of[t] != fold]
+        means = [np.mean([table[t][i] for t in others]) for i in range(2)]
+        assert picks[fold] == int(np.argmax(means))
+    assert picks == {"A": 1, "B": 1, "C": 0}  # A's own best (0) is not what A gets
+    assert {t: v["success_auc"] for (_, t), v in nested.items()} == {
+        "A": 0.1, "B": 0.5, "C-1": 0.3, "C-2": 0.3}
