@@ -28,7 +28,7 @@ import siamese
 from siamese.artifact import read_card
 from siamese.config import TRACKER_SETTINGS, config_from_dict, resolve
 from siamese.data.otb import list_targets
-from siamese.errors import ArtifactError
+from siamese.errors import ArtifactError, ConfigError
 from siamese.evaluation.otb import mean_scores
 from siamese.tracking.evaluate import published_scores, track_targets
 from siamese.tracking.plots import plot_otb
@@ -134,18 +134,20 @@ def main() -> None:
 
 
 def _trained_with(run: Path, recipe: dict) -> bool:
-    """Whether the run folder holds a finished run of exactly this recipe (the tracker's own
-    settings aside: they do not change training)."""
+    """Whether the run folder holds a finished run of exactly this recipe: both configs
+    resolved by this version (a key added since the run was saved takes its default, which
+    trains as before), the tracker's own settings aside (they do not change training)."""
+    def training(config: dict) -> dict:
+        values = resolve(config_from_dict(config)).to_dict()
+        values["track"] = {k: v for k, v in values["track"].items()
+                           if k not in TRACKER_SETTINGS}
+        return values
+
     try:
         card = read_card(run)
-    except ArtifactError:  # no folder, no card, or not a run card
+        return card.get("status") == "trained" and training(card["config"]) == training(recipe)
+    except (ArtifactError, ConfigError, KeyError):  # no run card, or one this version can't read
         return False
-    def trained(config: dict) -> dict:
-        return config | {"track": {k: v for k, v in config.get("track", {}).items()
-                                   if k not in TRACKER_SETTINGS}}
-
-    want = trained(resolve(config_from_dict(recipe)).to_dict())
-    return card.get("status") == "trained" and trained(card.get("config", {})) == want
 
 
 def _brief(r: dict) -> dict:
