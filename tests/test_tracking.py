@@ -405,3 +405,24 @@ def test_nested_choice_never_looks_at_the_fold_it_scores(monkeypatch):
     assert picks == {"A": 1, "B": 1, "C": 0}  # A's own best (0) is not what A gets
     assert {t: v["success_auc"] for (_, t), v in nested.items()} == {
         "A": 0.1, "B": 0.5, "C-1": 0.3, "C-2": 0.3}
+
+
+def test_jitter_changes_each_crops_light_within_its_bounds():
+    """track.jitter: out = ((t - mean) * contrast + mean) * gain, clamped; the gains within
+    exp(+-j) x exp(+-j/2), different per crop; 0 draws nothing."""
+    from siamese.config import Config
+    from siamese.training.tracking import TrackingTask
+
+    cfg = Config()
+    cfg.track.jitter = 0.3
+    task = TrackingTask(SiamFC(siamfc_small((3, 87, 87), width=4), 87, 127), [], cfg)
+    t = torch.full((64, 3, 4, 4), 100.0)  # a flat crop: contrast does nothing, gain shows
+    out = task._jitter(t, np.random.default_rng(0))
+    gain = out[:, :, 0, 0] / 100.0
+    assert gain.min() >= math.exp(-0.45) - 1e-6 and gain.max() <= math.exp(0.45) + 1e-6
+    assert gain.std(0).min() > 0.05 and (gain[:, 0] != gain[:, 1]).all()
+    assert torch.equal(out, out.clamp(0, 255))
+    ramp = torch.arange(48.0).reshape(1, 3, 4, 4).repeat(64, 1, 1, 1) * 5
+    bright = task._jitter(ramp, np.random.default_rng(1))
+    assert bright.max() <= 255 and bright.min() >= 0
+    assert not torch.allclose(bright, ramp)

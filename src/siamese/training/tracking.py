@@ -10,7 +10,8 @@ a `negative_share`, the search crop is around another target, so that no cell is
 the net learns that a look-alike is not the target, as in DaSiamRPN's distractor pairs). The
 exemplar is the target with context at 127 px; the search crop is centred off the target by up
 to `track.shift` px and scaled by up to `track.stretch`, so the net must find it; both crops
-are flipped together half the time and turned grey together a tenth of the time. The loss is
+are flipped together half the time and turned grey together a tenth of the time; with
+`jitter` > 0 each crop gets its own brightness, contrast and colour gains. The loss is
 the balanced logistic loss on the response map (losses/response.py).
 """
 
@@ -121,8 +122,22 @@ class TrackingTask(Task):
         grey = torch.from_numpy(rng.random(n) < 0.1)
         z[grey] = z[grey].mean(1, keepdim=True).expand(-1, 3, -1, -1)
         x[grey] = x[grey].mean(1, keepdim=True).expand(-1, 3, -1, -1)
+        if self.cfg.jitter > 0:  # each crop its own light: the target's look changes
+            z, x = self._jitter(z, rng), self._jitter(x, rng)
         cl = torch.channels_last
         return z.contiguous(memory_format=cl), x.contiguous(memory_format=cl), off
+
+    def _jitter(self, t: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """Each crop's brightness and contrast scaled by exp(U(-j, j)), each colour channel's
+        gain by a further exp(U(-j/2, j/2)) (j = track.jitter), kept in [0, 255]."""
+        j, n = self.cfg.jitter, t.shape[0]
+
+        def draw(*shape, s=j):
+            return torch.from_numpy(np.exp(rng.uniform(-s, s, shape))).float()
+
+        gain = draw(n, 1, 1, 1) * draw(n, 3, 1, 1, s=j / 2)
+        mean = t.mean((1, 2, 3), keepdim=True)
+        return (((t - mean) * draw(n, 1, 1, 1) + mean) * gain).clamp(0, 255)
 
     def step(self, batch, gen: torch.Generator) -> torch.Tensor:
         return self.loss(*self.batch(len(batch[0]), gen))
