@@ -70,7 +70,8 @@ class TrackingModel:
 
     def with_settings(self, **settings) -> TrackingModel:
         """The same weights, tracking with other tracker settings (config.TRACKER_SETTINGS:
-        scales, scale_step, scale_penalty, scale_lr, window_influence, upsample)."""
+        scales, scale_step, scale_penalty, scale_lr, window_influence, upsample,
+        template_lr); checked as a config is."""
         unknown = set(settings) - set(TRACKER_SETTINGS)
         if unknown:
             raise ConfigError(f"not tracker settings: {', '.join(sorted(unknown))}; give some of "

@@ -84,7 +84,8 @@ class TrackingTask(Task):
             box_j = box_i
         (cx, cy), (w, h) = centre_of(box_i), box_i[2:]
         z = crop(frames[i], cx, cy, context_size(w, h, k.context), k.exemplar, self.means[v])
-        # another target's crop: a look-alike, not the target (no draw when the share is 0)
+        # another target's crop: a look-alike, not the target (no draw when the share is 0;
+        # with one training target, a random box of one of its frames)
         if k.negative_share and rng.random() < k.negative_share:
             u = (v + 1 + int(rng.integers(len(self.videos) - 1))) % len(self.videos) \
                 if len(self.videos) > 1 else v
