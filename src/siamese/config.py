@@ -150,7 +150,7 @@ class TrackConfig:
     still_share: float = 0.2  # pairs of one frame with itself, moved by the random shift/scale
     object_share: float = 0.2  # still pairs around a random box (any object, not the target)
     negative_share: float = 0.0  # pairs whose search crop shows another target (no positive)
-    jitter: float = 0.0  # each crop's light: brightness/contrast x exp(U(-j, j)) (0: none)
+    jitter: float = 0.3  # each crop's light: brightness/contrast x exp(U(-j, j)) (0: none)
     shift: float = 24.0  # the target lies up to this many px off the search crop's centre
     stretch: float = 0.1  # and is scaled by up to +-10% against the exemplar
     radius: float = 16.0  # response cells within this many search-crop px are positives
