@@ -133,11 +133,19 @@ def main() -> None:
     print_table(result, held)
 
 
+# Keys whose default changed: a run saved before the key existed trained with the old value.
+FORMER_DEFAULTS = {"track": {"jitter": 0.0}}
+
+
 def _trained_with(run: Path, recipe: dict) -> bool:
     """Whether the run folder holds a finished run of exactly this recipe: both configs
     resolved by this version (a key added since the run was saved takes its default, which
-    trains as before), the tracker's own settings aside (they do not change training)."""
-    def training(config: dict) -> dict:
+    trains as before, or its former default where that changed), the tracker's own settings
+    aside (they do not change training)."""
+    def training(config: dict, saved: bool = False) -> dict:
+        if saved:
+            config = {**config, **{section: {**former, **config.get(section, {})}
+                                   for section, former in FORMER_DEFAULTS.items()}}
         values = resolve(config_from_dict(config)).to_dict()
         values["track"] = {k: v for k, v in values["track"].items()
                            if k not in TRACKER_SETTINGS}
@@ -145,7 +153,8 @@ def _trained_with(run: Path, recipe: dict) -> bool:
 
     try:
         card = read_card(run)
-        return card.get("status") == "trained" and training(card["config"]) == training(recipe)
+        return (card.get("status") == "trained"
+                and training(card["config"], saved=True) == training(recipe))
     except (ArtifactError, ConfigError, KeyError):  # no run card, or one this version can't read
         return False
 
