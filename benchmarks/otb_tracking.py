@@ -26,7 +26,7 @@ from recipe import load_recipe
 
 import siamese
 from siamese.artifact import read_card
-from siamese.config import TRACKER_SETTINGS, config_from_dict, resolve
+from siamese.config import TRACKER_SETTINGS, config_from_dict, resolve, saved_values
 from siamese.data.otb import list_targets
 from siamese.errors import ArtifactError, ConfigError
 from siamese.evaluation.otb import mean_scores
@@ -133,20 +133,13 @@ def main() -> None:
     print_table(result, held)
 
 
-# Keys whose default changed: a run saved before the key existed trained with the old value.
-FORMER_DEFAULTS = {"track": {"jitter": 0.0}}
-
-
 def _trained_with(run: Path, recipe: dict) -> bool:
     """Whether the run folder holds a finished run of exactly this recipe: both configs
     resolved by this version (a key added since the run was saved takes its default, which
     trains as before, or its former default where that changed), the tracker's own settings
     aside (they do not change training)."""
     def training(config: dict, saved: bool = False) -> dict:
-        if saved:
-            config = {**config, **{section: {**former, **config.get(section, {})}
-                                   for section, former in FORMER_DEFAULTS.items()}}
-        values = resolve(config_from_dict(config)).to_dict()
+        values = resolve(config_from_dict(saved_values(config) if saved else config)).to_dict()
         values["track"] = {k: v for k, v in values["track"].items()
                            if k not in TRACKER_SETTINGS}
         return values

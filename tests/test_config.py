@@ -1,6 +1,13 @@
 import pytest
 
-from siamese.config import Config, apply_overrides, config_from_dict, load_config, resolve
+from siamese.config import (
+    Config,
+    TrackConfig,
+    apply_overrides,
+    config_from_dict,
+    load_config,
+    resolve,
+)
 from siamese.errors import ConfigError
 
 
@@ -60,3 +67,15 @@ def test_roundtrip_through_dict():
 def test_resolve_rejects_bad_values(values, match):
     with pytest.raises(ConfigError, match=match):
         resolve(config_from_dict(values))
+
+
+def test_saved_config_without_a_changed_key_takes_its_former_default():
+    """A run saved before track.jitter existed trained without jitter: resume and --reuse
+    read it so; a saved value, or a key whose default never changed, is kept as is."""
+    from siamese.config import saved_values
+
+    assert config_from_dict(saved_values({})).track.jitter == 0.0
+    assert config_from_dict(saved_values({"track": {"shift": 8.0}})).track.jitter == 0.0
+    assert config_from_dict(saved_values({"track": {"jitter": 0.3}})).track.jitter == 0.3
+    assert config_from_dict(saved_values({"track": {}})).track.shift == TrackConfig().shift
+    assert config_from_dict({}).track.jitter == 0.3  # a new run takes today's default

@@ -252,6 +252,17 @@ def config_from_dict(values: dict[str, Any], where: str = "config") -> Config:
     return cfg
 
 
+# Keys whose default changed: a run saved before the key existed trained with the old value.
+FORMER_DEFAULTS: dict[str, dict[str, Any]] = {"track": {"jitter": 0.0}}
+
+
+def saved_values(values: dict[str, Any]) -> dict[str, Any]:
+    """A run's saved config as it trained: a key it lacks takes today's default, except where
+    that default changed since (FORMER_DEFAULTS), where it takes the former one."""
+    return {**values, **{section: {**former, **values.get(section, {})}
+                         for section, former in FORMER_DEFAULTS.items()}}
+
+
 def load_config(path: str | Path) -> Config:
     """Read a TOML config file; unknown sections or keys are a ConfigError naming the file."""
     path = Path(path)

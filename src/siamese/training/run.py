@@ -28,7 +28,7 @@ from ..artifact import (
     write_card,
 )
 from ..atomic import atomic_write_json
-from ..config import Config, config_from_dict, resolve
+from ..config import Config, config_from_dict, resolve, saved_values
 from ..errors import ArtifactError, ConfigError
 from .callbacks import Checkpoint, EarlyStopping, ProgressBar, Validation, WeightAverage
 from .distributed import Dist, from_main, rank_device
@@ -62,7 +62,7 @@ def run_config(config: Config | dict | None, out: Path, resume: bool,
             raise ArtifactError(f"{out} has no checkpoint to resume from ({meta_path} is "
                                 "missing); start a new run without --resume")
         saved = read_json(out / "config.json", "the run's config")
-        cfg = config_from_dict(saved, str(out / "config.json"))
+        cfg = config_from_dict(saved_values(saved), str(out / "config.json"))
     else:
         cfg = config if isinstance(config, Config) else config_from_dict(config or {})
     if epochs is not None:
