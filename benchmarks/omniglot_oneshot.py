@@ -3,7 +3,7 @@ or a fixed amount of work.
 
     .venv/bin/python benchmarks/omniglot_oneshot.py --budget-minutes 5 --seeds 3 \\
         --out results/omniglot_5min.json [--setting full|minimal] [--data-dir ../shared/data]
-        [--first-seed N] [--set section.key=value ...] [--keep-runs DIR]
+        [--first-seed N] [--set section.key=value ...] [--keep-runs DIR] [--episodes 1000]
     .venv/bin/python benchmarks/omniglot_oneshot.py --epochs 6 --seeds 3 ...   # fixed work
 
 A wall-clock budget measures what a user gets in that time on this CPU (more epochs on a faster
@@ -14,8 +14,11 @@ Trains configs/omniglot.toml on images_background.zip (setting 'full') or on
 images_background_small1.zip ('minimal'), scores the 20 official runs (400 trials), and writes
 JSON: accuracy overall and per run: one pass ("accuracy"), as deployed (the model's own
 model.views fixed distortions, "accuracy_model") and with test-time augmentation (--tta N), training
-seconds, images/s, peak memory, seed, resolved config. Prints a markdown table. Skips (exit 0,
-a message) when the data is missing.
+seconds, images/s, peak memory, seed, resolved config; and (--episodes N, default 1000) the
+accuracy over N random 20-way within-alphabet episodes built like the official runs from
+images_evaluation (N x 20 trials: a lower-noise figure of the same test, for comparing recipes;
+siamese.evaluation.omniglot_episodes). Prints a markdown table. Skips (exit 0, a message) when
+the data is missing.
 """
 
 from __future__ import annotations
@@ -37,13 +40,15 @@ import siamese
 from siamese.atomic import atomic_write_json
 from siamese.config import apply_overrides, load_config
 from siamese.evaluation.omniglot import evaluate_official_runs
+from siamese.evaluation.omniglot_episodes import score_episodes
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_ZIP = {"full": "images_background.zip", "minimal": "images_background_small1.zip"}
 
 
 def one_seed(data_dir: Path, setting: str, minutes: float, seed: int, workdir: Path,
-             overrides: dict, tta: int, epochs: int | None = None) -> dict:
+             overrides: dict, tta: int, epochs: int | None = None,
+             episodes: int = 0) -> dict:
     cfg = load_config(ROOT / "configs" / "omniglot.toml")
     budget = {"train.max_minutes": minutes} if epochs is None else \
         {"train.max_minutes": 0.0, "train.epochs": epochs}
@@ -59,6 +64,13 @@ def one_seed(data_dir: Path, setting: str, minutes: float, seed: int, workdir: P
     # the model as deployed: its embedding averages model.views fixed distortions
     r_model = evaluate_official_runs(model, runs_zip) if model.views else None
     r_tta = evaluate_official_runs(model, runs_zip, views=tta) if tta else None
+    many = {}
+    if episodes:  # the same test, 50x the trials: recipes told apart with fewer seeds
+        evaluation = data_dir / "omniglot" / "images_evaluation.zip"
+        for name, views in (("one_pass", 0), ("deployed", None)):
+            e = score_episodes(model, evaluation, episodes, views=views)
+            many[name] = {k: e[k] for k in ("accuracy", "stderr", "views", "per_alphabet",
+                                            "per_episode")}
     return {
         "seed": seed,
         "accuracy": r["accuracy"],
@@ -76,6 +88,7 @@ def one_seed(data_dir: Path, setting: str, minutes: float, seed: int, workdir: P
         "accuracy_tta": r_tta["accuracy"] if r_tta else None,
         "per_run_tta": r_tta["per_run"] if r_tta else None,
         "score_seconds_tta": round(r_tta["seconds"], 3) if r_tta else None,
+        "episodes": episodes, "accuracy_episodes": many or None,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "threads": torch.get_num_threads(),
         "config": model.card["config"],
@@ -100,6 +113,10 @@ def main() -> int:
     ap.add_argument("--tta", type=int, default=32, metavar="N",
                     help="also score with test-time augmentation over N distortions "
                          "(0: only the plain score)")
+    ap.add_argument("--episodes", type=int, default=1000, metavar="N",
+                    help="also score N random 20-way within-alphabet episodes drawn from "
+                         "images_evaluation like the official runs (N x 20 trials, against "
+                         "their 400; 0: skip), one pass and as deployed")
     ap.add_argument("--keep-runs", metavar="DIR",
                     help="keep the trained run folders in DIR/seedN (default: a temporary "
                          "folder, deleted at the end)")
@@ -121,11 +138,16 @@ def main() -> int:
         workdir = Path(args.keep_runs) if args.keep_runs else Path(tmp)
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             runs.append(one_seed(data_dir, args.setting, args.budget_minutes or 0.0, seed,
-                                 workdir, overrides, args.tta, args.epochs))
+                                 workdir, overrides, args.tta, args.epochs, args.episodes))
             r = runs[-1]
             tta = f", {100 * r['accuracy_tta']:.2f}% with tta" if args.tta else ""
             own = (f", {100 * r['accuracy_model']:.2f}% as deployed ({r['model_views']} views)"
                    if r["model_views"] else "")
+            if r["accuracy_episodes"]:
+                e = r["accuracy_episodes"]
+                tta += (f"; {args.episodes} episodes: {100 * e['one_pass']['accuracy']:.2f}% "
+                        f"one pass, {100 * e['deployed']['accuracy']:.2f}% as deployed "
+                        f"(+-{100 * e['deployed']['stderr']:.2f})")
             print(f"seed {seed}: {100 * r['accuracy']:.2f}% one pass{own}{tta} "
                   f"({r['epochs']} epochs, "
                   f"{r['images_per_second']:.0f} images/s)", file=sys.stderr, flush=True)
@@ -141,6 +163,11 @@ def main() -> int:
         "tta_views": args.tta,
         "mean_accuracy_tta": (statistics.mean(r["accuracy_tta"] for r in runs)
                               if args.tta else None),
+        "episodes": args.episodes,
+        "mean_accuracy_episodes": ({k: statistics.mean(r["accuracy_episodes"][k]["accuracy"]
+                                                       for r in runs)
+                                    for k in ("one_pass", "deployed")}
+                                   if args.episodes else None),
         "runs": runs,
     }
     atomic_write_json(args.out, summary)
@@ -159,6 +186,13 @@ def main() -> int:
           f"{', '.join(f'{100 * a:.2f}' for a in accs)} | {own} | {tta} | "
           f"{statistics.median(r['images_per_second'] for r in runs):.0f} | "
           f"{max(r['peak_rss_mib'] for r in runs):.0f} MiB |")
+    if args.episodes:
+        m = summary["mean_accuracy_episodes"]
+        print(f"\n{args.episodes} episodes a seed ({20 * args.episodes} trials) on "
+              f"images_evaluation: one pass {100 * m['one_pass']:.2f}%, as deployed "
+              f"{100 * m['deployed']:.2f}% (per seed: " + ", ".join(
+                  f"{100 * r['accuracy_episodes']['deployed']['accuracy']:.2f}" for r in runs)
+              + ")")
     print(f"measured on {describe(info)}; JSON in {args.out}")
     return 0
 

@@ -2,7 +2,7 @@
 views) and with test-time augmentation, the kept weights and (--last) the last checkpoint's.
 
     .venv/bin/python benchmarks/omniglot_rescore.py runs/omni_full30/seed* --last --tta 32 \\
-        [--views 8] --out results/omniglot_rescore.json
+        [--views 8] [--episodes 1000] --out results/omniglot_rescore.json
 
 For runs trained before `train.keep = "last"` existed (they kept the best validation epoch),
 or kept with `omniglot_oneshot.py --keep-runs DIR`. Skips (exit 0) when the data is missing.
@@ -19,6 +19,7 @@ import siamese
 from siamese.artifact import load_checkpoint
 from siamese.atomic import atomic_write_json
 from siamese.evaluation.omniglot import score_official_runs
+from siamese.evaluation.omniglot_episodes import score_episodes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,6 +34,9 @@ def main() -> int:
                     help="score as deployed with model.views = K (views only change how a "
                          "trained model embeds, so runs trained before the option existed "
                          "can be scored as they would be deployed now)")
+    ap.add_argument("--episodes", type=int, default=0, metavar="N",
+                    help="also score N random 20-way within-alphabet episodes from "
+                         "images_evaluation, one pass and as deployed (N x 20 trials)")
     ap.add_argument("--data-dir", default=os.environ.get("SIAMESE_DATA",
                                                          str(ROOT.parent / "shared" / "data")))
     ap.add_argument("--out", help="write the figures as JSON here")
@@ -58,15 +62,25 @@ def main() -> int:
                    "accuracy_model": score_official_runs(model, runs_zip)["accuracy"]}
             if args.tta:
                 row["accuracy_tta"] = score_official_runs(model, runs_zip, args.tta)["accuracy"]
+            if args.episodes:
+                evaluation = runs_zip.parent / "images_evaluation.zip"
+                for key, views in (("episodes_one_pass", 0), ("episodes_model", None)):
+                    e = score_episodes(model, evaluation, args.episodes, views=views)
+                    row[key] = e["accuracy"]
+                    row[key + "_stderr"] = e["stderr"]
+                    row[key + "_per_episode"] = e["per_episode"]
             rows.append(row)
-    print(f"| run | weights | one pass | as deployed (views) | with tta ({args.tta}) |\n"
-          "|---|---|---|---|---|")
+    print(f"| run | weights | one pass | as deployed (views) | with tta ({args.tta}) | "
+          f"{args.episodes} episodes: one pass | as deployed |\n|---|---|---|---|---|---|---|")
     for r in rows:
         tta = f"{100 * r['accuracy_tta']:.2f}%" if "accuracy_tta" in r else "-"
+        ep = (f"{100 * r['episodes_one_pass']:.2f}% | {100 * r['episodes_model']:.2f}% "
+              f"(+-{100 * r['episodes_model_stderr']:.2f})" if args.episodes else "- | -")
         print(f"| {r['run']} | {r['weights']} | {100 * r['accuracy']:.2f}% | "
-              f"{100 * r['accuracy_model']:.2f}% ({r['model_views']}) | {tta} |")
+              f"{100 * r['accuracy_model']:.2f}% ({r['model_views']}) | {tta} | {ep} |")
     if args.out:
         atomic_write_json(args.out, {"benchmark": "omniglot_rescore", "tta_views": args.tta,
+                                     "episodes": args.episodes,
                                      "rows": rows})
     return 0
 
