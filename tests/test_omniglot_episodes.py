@@ -13,18 +13,21 @@ from siamese.evaluation.omniglot_episodes import (
     draw_episodes,
     episode_accuracy,
     load_evaluation_set,
+    score_episodes,
 )
 
 
 def _fake_set(root, missing=("Alpha", "character01", 4)):
-    """Alpha: 5 characters, Beta: 3; drawers 1-4; one image missing."""
+    """Alpha: 5 characters, Beta: 3; drawers 1-4; one image missing. Each file's bytes name
+    its alphabet and character (for a fake model; nothing here decodes them)."""
     for alphabet, n in (("Alpha", 5), ("Beta", 3)):
         for c in range(1, n + 1):
             folder = root / "images_evaluation" / alphabet / f"character{c:02d}"
             folder.mkdir(parents=True)
             for d in range(1, 5):
                 if (alphabet, f"character{c:02d}", d) != missing:
-                    (folder / f"{100 * len(alphabet) + c}_{d:02d}.png").write_bytes(b"png")
+                    (folder / f"{100 * len(alphabet) + c}_{d:02d}.png").write_bytes(
+                        f"{alphabet} {c}".encode())
     return root
 
 
@@ -98,6 +101,32 @@ def test_a_perfect_embedding_scores_one_and_a_constant_one_chance(tmp_path):
     assert episode_accuracy(onehot, support, query, lambda q, g: q @ g.T).mean() == 1.0
     const = torch.ones(len(es.names), 2)
     assert episode_accuracy(const, support, query, lambda q, g: q @ g.T).mean() == 1 / 5
+
+
+class _OnlyAlpha:
+    """A fake model that tells Alpha's characters apart and sees every Beta drawing alike."""
+    views = 8
+
+    class preprocessing:  # noqa: N801
+        @staticmethod
+        def load_input(data: bytes):
+            alphabet, c = data.decode().split()
+            return torch.nn.functional.one_hot(torch.tensor([int(c)]), 6).float() \
+                if alphabet == "Alpha" else torch.ones(1, 6)
+
+    def embed_tensor(self, x, views=None):
+        return x
+
+    class net:  # noqa: N801
+        score_matrix = staticmethod(lambda q, g: q @ g.T)
+
+
+def test_score_reports_each_alphabet_and_episode(tmp_path):
+    r = score_episodes(_OnlyAlpha(), _fake_set(tmp_path), episodes=200, ways=3, seed=3)
+    assert r["per_alphabet"] == {"Alpha": 1.0, "Beta": pytest.approx(1 / 3)}
+    assert len(r["per_episode"]) == 200 and r["trials"] == 600 and r["views"] == 8
+    assert r["accuracy"] == pytest.approx(np.mean(r["per_episode"]), abs=1e-4)  # rounded
+    assert 1 / 3 < r["accuracy"] < 1 and r["stderr"] > 0
 
 
 def test_bad_input_is_one_clear_error(tmp_path):
