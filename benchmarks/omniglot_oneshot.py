@@ -40,7 +40,7 @@ import siamese
 from siamese.atomic import atomic_write_json
 from siamese.config import apply_overrides, load_config
 from siamese.evaluation.omniglot import evaluate_official_runs
-from siamese.evaluation.omniglot_episodes import score_episodes
+from siamese.evaluation.omniglot_episodes import score_episodes_views
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_ZIP = {"full": "images_background.zip", "minimal": "images_background_small1.zip"}
@@ -67,8 +67,8 @@ def one_seed(data_dir: Path, setting: str, minutes: float, seed: int, workdir: P
     many = {}
     if episodes:  # the same test, 50x the trials: recipes told apart with fewer seeds
         evaluation = data_dir / "omniglot" / "images_evaluation.zip"
-        for name, views in (("one_pass", 0), ("deployed", None)):
-            e = score_episodes(model, evaluation, episodes, views=views)
+        both = score_episodes_views(model, evaluation, [0, None], episodes)
+        for name, e in zip(("one_pass", "deployed"), both, strict=True):
             many[name] = {k: e[k] for k in ("accuracy", "stderr", "views", "per_alphabet",
                                             "per_episode")}
     return {

@@ -19,7 +19,7 @@ import siamese
 from siamese.artifact import load_checkpoint
 from siamese.atomic import atomic_write_json
 from siamese.evaluation.omniglot import score_official_runs
-from siamese.evaluation.omniglot_episodes import score_episodes
+from siamese.evaluation.omniglot_episodes import score_episodes_views
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,8 +64,8 @@ def main() -> int:
                 row["accuracy_tta"] = score_official_runs(model, runs_zip, args.tta)["accuracy"]
             if args.episodes:
                 evaluation = runs_zip.parent / "images_evaluation.zip"
-                for key, views in (("episodes_one_pass", 0), ("episodes_model", None)):
-                    e = score_episodes(model, evaluation, args.episodes, views=views)
+                both = score_episodes_views(model, evaluation, [0, None], args.episodes)
+                for key, e in zip(("episodes_one_pass", "episodes_model"), both, strict=True):
                     row[key] = e["accuracy"]
                     row[key + "_stderr"] = e["stderr"]
                     row[key + "_per_episode"] = e["per_episode"]

@@ -117,20 +117,30 @@ def score_episodes(model, path: str | Path, episodes: int = 1000, ways: int = 20
     accuracy per alphabet and per episode (the same episodes for every model with one seed:
     compare two models episode by episode). views as in score_official_runs (None: the
     model's own)."""
+    return score_episodes_views(model, path, [views], episodes, ways, seed)[0]
+
+
+def score_episodes_views(model, path: str | Path, views: list[int | None],
+                         episodes: int = 1000, ways: int = 20, seed: int = 0) -> list[dict]:
+    """score_episodes for each entry of `views`, the set read and decoded once."""
     es = load_evaluation_set(path)
     x = torch.cat([model.preprocessing.load_input(es.files[n]) for n in es.names])
-    emb = model.embed_tensor(x, views=views)
     support, query = draw_episodes(es, episodes, ways, seed)
-    acc = episode_accuracy(emb, support, query, model.net.score_matrix)
     alpha = np.array([a for a, _ in es.characters])
     char_of = np.full(len(es.names), -1)
     for i, rows in enumerate(es.image):
         char_of[rows[rows >= 0]] = i
     episode_alpha = alpha[char_of[support[:, 0]]]
-    per_alphabet = {es.alphabets[a]: float(acc[episode_alpha == a].mean())
-                    for a in np.unique(episode_alpha)}
-    return {"accuracy": float(acc.mean()),
+    out = []
+    for v in views:
+        emb = model.embed_tensor(x, views=v)
+        acc = episode_accuracy(emb, support, query, model.net.score_matrix)
+        per_alphabet = {es.alphabets[a]: float(acc[episode_alpha == a].mean())
+                        for a in np.unique(episode_alpha)}
+        out.append({
+            "accuracy": float(acc.mean()),
             "stderr": float(acc.std(ddof=1) / np.sqrt(len(acc))) if len(acc) > 1 else 0.0,
             "episodes": episodes, "ways": ways, "trials": episodes * ways, "seed": seed,
-            "views": model.views if views is None else views, "per_alphabet": per_alphabet,
-            "per_episode": acc.round(4).tolist()}
+            "views": model.views if v is None else v, "per_alphabet": per_alphabet,
+            "per_episode": acc.round(4).tolist()})
+    return out
