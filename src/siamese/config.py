@@ -150,6 +150,7 @@ class TrackConfig:
     still_share: float = 0.2  # pairs of one frame with itself, moved by the random shift/scale
     object_share: float = 0.2  # still pairs around a random box (any object, not the target)
     negative_share: float = 0.0  # pairs whose search crop shows another target (no positive)
+    scale_share: float = 0.0  # pairs also cut 1.2x smaller and larger: which is the target's scale
     jitter: float = 0.3  # each crop's light: brightness/contrast x exp(U(-j, j)) (0: none)
     shift: float = 24.0  # the target lies up to this many px off the search crop's centre
     stretch: float = 0.1  # and is scaled by up to +-10% against the exemplar
@@ -380,8 +381,9 @@ def _resolve_tracking(cfg: Config) -> Config:
         (1 <= cfg.model.width <= 512, "model.width must be in [1, 512]"),
         (63 <= k.exemplar < k.search <= 1023, "track: need 63 <= exemplar < search <= 1023"),
         (k.context >= 0 and k.max_gap >= 0, "track.context and track.max_gap must be >= 0"),
-        (all(0 <= s <= 1 for s in (k.still_share, k.object_share, k.negative_share)),
-         "track.still_share, object_share and negative_share must be in [0, 1]"),
+        (all(0 <= s <= 1 for s in (k.still_share, k.object_share, k.negative_share,
+                                   k.scale_share)),
+         "track.still_share, object_share, negative_share and scale_share must be in [0, 1]"),
         (0 <= k.stretch < 0.5 and k.shift >= 0, "track.stretch in [0, 0.5), track.shift >= 0"),
         (0 <= k.jitter <= 1, "track.jitter must be in [0, 1]"),
         (k.radius > 0 and k.pairs_per_epoch >= t.batch_size,

@@ -12,7 +12,11 @@ exemplar is the target with context at 127 px; the search crop is centred off th
 to `track.shift` px and scaled by up to `track.stretch`, so the net must find it; both crops
 are flipped together half the time and turned grey together a tenth of the time; with
 `jitter` > 0 each crop gets its own brightness, contrast and colour gains. The loss is
-the balanced logistic loss on the response map (losses/response.py).
+the balanced logistic loss on the response map (losses/response.py). For a `scale_share` of
+the pairs the search crop is also cut SCALE_CONTRAST times smaller and larger around the same
+point (the same flip and light): the tracker picks the scale whose response peaks highest, so
+the three peaks' softmax is trained to pick the crop where the target has the exemplar's
+scale (cross-entropy, added to the map loss).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..artifact import write_card
 from ..config import Config
@@ -39,6 +44,8 @@ from .task import Task
 
 # the offset of a target that is not in the search crop: no cell of its map is positive
 FAR = 1e4
+# track.scale_share's pairs: their search crop also cut this many times smaller and larger
+SCALE_CONTRAST = 1.2
 
 
 def build_tracker_net(cfg: Config) -> SiamFC:
@@ -69,9 +76,13 @@ class TrackingTask(Task):
         self.videos, self.cfg, self.device, self.rank = videos, cfg.track, device, rank
         self.means = [frame_mean(frames[0]) for frames, _ in videos]
 
-    def pair(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def pair(self, rng: np.random.Generator, scaled: list | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """-> exemplar crop, search crop (uint8 HWC), the target's offset (x, y) from the
-        search crop's centre in crop pixels (FAR where the target is not in the crop)."""
+        search crop's centre in crop pixels (FAR where the target is not in the crop). For a
+        track.scale_share of the pairs (drawn only where `scaled` is a list), the search crop
+        cut SCALE_CONTRAST times smaller and larger is appended to `scaled` with the index (0
+        smaller, 1 as returned, 2 larger) of the one where the target has the exemplar's scale."""
         k = self.cfg
         v = int(rng.integers(len(self.videos)))
         frames, boxes = self.videos[v]
@@ -92,49 +103,77 @@ class TrackingTask(Task):
             frames_u, boxes_u = self.videos[u]
             j = int(rng.integers(len(boxes_u)))
             box_u = boxes_u[j] if u != v else random_box(frames_u[j].shape, rng)
-            x, _ = self._search(frames_u[j], box_u, self.means[u], rng)
+            x, _, _ = self._search(frames_u[j], box_u, self.means[u], rng)
             return z, x, np.full(2, FAR)
-        x, offset = self._search(frames[j], box_j, self.means[v], rng)
+        contrast = scaled is not None and k.scale_share and rng.random() < k.scale_share
+        x, offset, stretch = self._search(frames[j], box_j, self.means[v], rng)
+        if contrast:  # the same point and stretch, the crop 1.2x smaller and larger
+            a = stretch * context_size(*box_j[2:], k.context) * k.search / k.exemplar
+            cx, cy = np.array(centre_of(box_j)) - offset * a / k.search
+            factors = np.array([1 / SCALE_CONTRAST, 1.0, SCALE_CONTRAST])
+            scaled.append(([crop(frames[j], cx, cy, a * f, k.search, self.means[v])
+                            for f in factors[::2]],
+                           int(np.argmin(np.abs(np.log(stretch * factors))))))
         return z, x, offset
 
     def _search(self, frame: np.ndarray, box: np.ndarray, mean, rng: np.random.Generator):
         """The search crop around a box, shifted by up to track.shift px and scaled by up to
-        track.stretch -> the crop and the box centre's offset from the crop's centre."""
+        track.stretch -> the crop, the box centre's offset from the crop's centre, the
+        stretch (the crop's side over the exemplar's with context, times search / exemplar)."""
         k = self.cfg
         (cx, cy), (w, h) = centre_of(box), box[2:]
-        side = context_size(w, h, k.context) * k.search / k.exemplar
-        side *= float(np.exp(rng.uniform(-1, 1) * np.log1p(k.stretch)))
+        stretch = float(np.exp(rng.uniform(-1, 1) * np.log1p(k.stretch)))
+        side = context_size(w, h, k.context) * k.search / k.exemplar * stretch
         offset = rng.uniform(-k.shift, k.shift, 2)
         # the crop's centre is the target's centre minus the offset (in frame pixels)
         a = side / k.search
-        return crop(frame, cx - offset[0] * a, cy - offset[1] * a, side, k.search, mean), offset
+        return (crop(frame, cx - offset[0] * a, cy - offset[1] * a, side, k.search, mean),
+                offset, stretch)
 
-    def batch(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+    def batch(self, n: int, gen: torch.Generator) -> tuple:
+        """-> exemplars (n), search crops (n, then the scale pairs' smaller and larger
+        crops), offsets (n, 2), and None or the scale pairs' (indices, true-scale index)."""
         # the step's generator is the same on every rank: each rank draws its own pairs
         rng = np.random.default_rng([int(torch.randint(2 ** 62, (1,), generator=gen)),
                                      self.rank])
-        zs, xs, offsets = zip(*(self.pair(rng) for _ in range(n)), strict=True)
+        zs, xs, offsets, which, truth, extra = [], [], [], [], [], [[], []]
+        for i in range(n):
+            scaled = [] if self.cfg.scale_share else None
+            for out, item in zip((zs, xs, offsets), self.pair(rng, scaled), strict=True):
+                out.append(item)
+            if scaled:
+                which.append(i)
+                truth.append(scaled[0][1])
+                for out, item in zip(extra, scaled[0][0], strict=True):
+                    out.append(item)
         z = torch.from_numpy(np.stack(zs)).permute(0, 3, 1, 2).float()
-        x = torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).float()
+        x = torch.from_numpy(np.stack(xs + extra[0] + extra[1])).permute(0, 3, 1, 2).float()
         off = torch.from_numpy(np.stack(offsets)).float()
+        # a scale pair's three crops share their pair's flip, grey and light
+        src = torch.cat([torch.arange(n), torch.tensor(which * 2, dtype=torch.long)])
         flip = torch.from_numpy(rng.random(n) < 0.5)
-        z[flip], x[flip] = z[flip].flip(-1), x[flip].flip(-1)
+        z[flip], x[flip[src]] = z[flip].flip(-1), x[flip[src]].flip(-1)
         off[flip, 0] = -off[flip, 0]
         grey = torch.from_numpy(rng.random(n) < 0.1)
         z[grey] = z[grey].mean(1, keepdim=True).expand(-1, 3, -1, -1)
-        x[grey] = x[grey].mean(1, keepdim=True).expand(-1, 3, -1, -1)
+        x[grey[src]] = x[grey[src]].mean(1, keepdim=True).expand(-1, 3, -1, -1)
         if self.cfg.jitter > 0:  # each crop its own light: the target's look changes
-            z, x = self._jitter(z, rng), self._jitter(x, rng)
+            z, x = self._jitter(z, rng), self._jitter(x, rng, src)
         cl = torch.channels_last
-        return z.contiguous(memory_format=cl), x.contiguous(memory_format=cl), off
+        scales = (torch.tensor(which), torch.tensor(truth)) if which else None
+        return z.contiguous(memory_format=cl), x.contiguous(memory_format=cl), off, scales
 
-    def _jitter(self, t: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    def _jitter(self, t: torch.Tensor, rng: np.random.Generator,
+                src: torch.Tensor | None = None) -> torch.Tensor:
         """Each crop's brightness and contrast scaled by exp(U(-j, j)), each colour channel's
-        gain by a further exp(U(-j/2, j/2)) (j = track.jitter), kept in [0, 255]."""
-        j, n = self.cfg.jitter, t.shape[0]
+        gain by a further exp(U(-j/2, j/2)) (j = track.jitter), kept in [0, 255]. With `src`,
+        crop i takes the draws of crop src[i] (one draw per distinct crop)."""
+        j = self.cfg.jitter
+        n = t.shape[0] if src is None else int(src.max()) + 1
+        pick = slice(None) if src is None else src
 
         def draw(*shape, s=j):
-            return torch.from_numpy(np.exp(rng.uniform(-s, s, shape))).float()
+            return torch.from_numpy(np.exp(rng.uniform(-s, s, shape))).float()[pick]
 
         gain = draw(n, 1, 1, 1) * draw(n, 3, 1, 1, s=j / 2)
         mean = t.mean((1, 2, 3), keepdim=True)
@@ -143,12 +182,23 @@ class TrackingTask(Task):
     def step(self, batch, gen: torch.Generator) -> torch.Tensor:
         return self.loss(*self.batch(len(batch[0]), gen))
 
-    def loss(self, z: torch.Tensor, x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    def loss(self, z: torch.Tensor, x: torch.Tensor, offsets: torch.Tensor,
+             scales: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """The response loss of exemplar/search crops whose targets lie `offsets` off the
-        search crops' centres (in whatever mode the net is in)."""
-        logits = self.model(z.to(self.device), x.to(self.device))
+        search crops' centres (in whatever mode the net is in); with `scales` (the scale
+        pairs' indices and true-scale index, their extra crops after x's first n), plus the
+        cross-entropy of the three crops' response peaks."""
+        n = len(offsets)
+        if scales is not None:  # one forward pass: the extra crops share the batch's norm
+            z = torch.cat([z, z[scales[0]], z[scales[0]]])
+        logits = self.model(z.to(self.device), x.to(self.device)).float()
         labels = response_labels(logits.shape[-1], self.module.stride, self.cfg.radius, offsets)
-        return balanced_logistic_loss(logits.float(), labels.to(logits.device))
+        loss = balanced_logistic_loss(logits[:n], labels.to(logits.device))
+        if scales is None:
+            return loss
+        m, peaks = len(scales[0]), logits.flatten(1).amax(1)
+        trio = torch.stack([peaks[n:n + m], peaks[scales[0]], peaks[n + m:]], 1)
+        return loss + F.cross_entropy(trio, scales[1].to(trio.device))
 
 
 def load_videos(cfg: Config) -> tuple[list, list[str]]:
