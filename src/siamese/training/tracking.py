@@ -103,23 +103,19 @@ class TrackingTask(Task):
             frames_u, boxes_u = self.videos[u]
             j = int(rng.integers(len(boxes_u)))
             box_u = boxes_u[j] if u != v else random_box(frames_u[j].shape, rng)
-            x, _, _ = self._search(frames_u[j], box_u, self.means[u], rng)
+            x, _ = self._search(frames_u[j], box_u, self.means[u], rng)
             return z, x, np.full(2, FAR)
         contrast = scaled is not None and k.scale_share and rng.random() < k.scale_share
-        x, offset, stretch = self._search(frames[j], box_j, self.means[v], rng)
-        if contrast:  # the same point and stretch, the crop 1.2x smaller and larger
-            a = stretch * context_size(*box_j[2:], k.context) * k.search / k.exemplar
-            cx, cy = np.array(centre_of(box_j)) - offset * a / k.search
-            factors = np.array([1 / SCALE_CONTRAST, 1.0, SCALE_CONTRAST])
-            scaled.append(([crop(frames[j], cx, cy, a * f, k.search, self.means[v])
-                            for f in factors[::2]],
-                           int(np.argmin(np.abs(np.log(stretch * factors))))))
+        x, offset = self._search(frames[j], box_j, self.means[v], rng,
+                                 scaled if contrast else None)
         return z, x, offset
 
-    def _search(self, frame: np.ndarray, box: np.ndarray, mean, rng: np.random.Generator):
+    def _search(self, frame: np.ndarray, box: np.ndarray, mean, rng: np.random.Generator,
+                scaled: list | None = None):
         """The search crop around a box, shifted by up to track.shift px and scaled by up to
-        track.stretch -> the crop, the box centre's offset from the crop's centre, the
-        stretch (the crop's side over the exemplar's with context, times search / exemplar)."""
+        track.stretch -> the crop and the box centre's offset from the crop's centre. With
+        `scaled`, the same point cut SCALE_CONTRAST times smaller and larger is appended to
+        it, with the index of the crop whose scale is nearest the exemplar's (see pair)."""
         k = self.cfg
         (cx, cy), (w, h) = centre_of(box), box[2:]
         stretch = float(np.exp(rng.uniform(-1, 1) * np.log1p(k.stretch)))
@@ -127,8 +123,13 @@ class TrackingTask(Task):
         offset = rng.uniform(-k.shift, k.shift, 2)
         # the crop's centre is the target's centre minus the offset (in frame pixels)
         a = side / k.search
-        return (crop(frame, cx - offset[0] * a, cy - offset[1] * a, side, k.search, mean),
-                offset, stretch)
+        cx, cy = cx - offset[0] * a, cy - offset[1] * a
+        if scaled is not None:
+            factors = np.array([1 / SCALE_CONTRAST, 1.0, SCALE_CONTRAST])
+            scaled.append(([crop(frame, cx, cy, side * f, k.search, mean)
+                            for f in factors[::2]],
+                           int(np.argmin(np.abs(np.log(stretch * factors))))))
+        return crop(frame, cx, cy, side, k.search, mean), offset
 
     def batch(self, n: int, gen: torch.Generator) -> tuple:
         """-> exemplars (n), search crops (n, then the scale pairs' smaller and larger
