@@ -4,8 +4,8 @@ normalised by their batch) against the loss of the same net as the tracker uses 
 along one run of the recipe's optimiser and cosine schedule; beside it, the tracking-mode loss
 after the running averages are recomputed over --recompute batches of search crops (a
 cumulative average instead of the momentum's last ~10 batches). `--norm` sets track.norm
-(default: the recipe's): batch (plain batch norm) or renorm (batch renormalisation,
-models/renorm.py).
+(default: the recipe's): batch (plain batch norm), shared (the exemplars normalised by the
+search batch's statistics in training) or renorm (batch renormalisation, models/renorm.py).
 
     .venv/bin/python benchmarks/otb_norm_gap.py --steps 1200 --norm batch \
         --out results/otb/norm_gap.json
@@ -41,9 +41,9 @@ def main() -> None:
     ap.add_argument("--config", default="configs/otb.toml")
     ap.add_argument("--data-dir", default=os.environ.get("SIAMESE_DATA", "../shared/data"))
     ap.add_argument("--recompute", type=int, default=50, help="batches; 0: not")
-    ap.add_argument("--norm", choices=["batch", "renorm"],
-                    help="track.norm (default: the recipe's): plain batch norm or batch "
-                    "renormalisation")
+    ap.add_argument("--norm", choices=["batch", "shared", "renorm"],
+                    help="track.norm (default: the recipe's): plain batch norm, the exemplars "
+                    "by the search batch's statistics, or batch renormalisation")
     ap.add_argument("--out", default="results/otb/norm_gap.json")
     args = ap.parse_args()
     root = Path(args.data_dir) / "otb"

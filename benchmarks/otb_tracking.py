@@ -32,6 +32,7 @@ from siamese.errors import ArtifactError, ConfigError
 from siamese.evaluation.otb import mean_scores
 from siamese.tracking.evaluate import published_scores, track_targets
 from siamese.tracking.plots import plot_otb
+from siamese.training.tracking import TrackingTask, load_videos, recalibrate_norms
 
 PEERS = {"OpenCV CSRT": "TrackerCSRT_create", "OpenCV KCF": "TrackerKCF_create"}
 
@@ -62,7 +63,8 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true",
                     help="track with a fold's run folder, not train it again, where it was "
                          "trained with this very recipe, seed and held-out sequence (the "
-                         "tracker's own settings may differ: the recipe's are used)")
+                         "tracker's own settings may differ: the recipe's are used; so may "
+                         "track.recalibrate where the run has none: it is done here)")
     ap.add_argument("--config", default="configs/otb.toml")
     ap.add_argument("--out", default="results/otb_tracking.json")
     ap.add_argument("--runs", default="runs/otb_fold", help="run folders: <runs>_<seq>_seed<k>")
@@ -100,9 +102,11 @@ def main() -> None:
             cfg.setdefault("track", {})["sequences"] = [s for s in sequences if s != seq]
             run = Path(f"{args.runs}_{seq}_seed{seed}")
             if args.reuse and _trained_with(run, cfg):  # tracked with the recipe's settings
-                track = resolve(config_from_dict(cfg)).track
+                resolved = resolve(config_from_dict(cfg))
                 model = siamese.load(run).with_settings(
-                    **{k: getattr(track, k) for k in TRACKER_SETTINGS})
+                    **{k: getattr(resolved.track, k) for k in TRACKER_SETTINGS})
+                if resolved.track.recalibrate and not model.card.get("recalibrated_batches"):
+                    _recalibrate(model, resolved)  # what training would have done at its end
             else:
                 model = siamese.train(cfg, run, force=True, quiet=True)
             hist = model.card["history"]
@@ -141,15 +145,25 @@ def _trained_with(run: Path, recipe: dict) -> bool:
     def training(config: dict, saved: bool = False) -> dict:
         values = resolve(config_from_dict(saved_values(config) if saved else config)).to_dict()
         values["track"] = {k: v for k, v in values["track"].items()
-                           if k not in TRACKER_SETTINGS}
+                           if k not in (*TRACKER_SETTINGS, "recalibrate")}
         return values
 
     try:
         card = read_card(run)
+        done = card.get("recalibrated_batches", 0)  # a run recalibrated otherwise: not this
         return (card.get("status") == "trained"
+                and done in (0, resolve(config_from_dict(recipe)).track.recalibrate)
                 and training(card["config"], saved=True) == training(recipe))
     except (ArtifactError, ConfigError, KeyError):  # no run card, or one this version can't read
         return False
+
+
+def _recalibrate(model, cfg) -> None:
+    """A run trained without track.recalibrate given the recalibration training would have
+    ended with (the same batches: the run's seed, its fold's training sequences)."""
+    task = TrackingTask(model.net, load_videos(cfg)[0], cfg)
+    recalibrate_norms(task, cfg.track.recalibrate, cfg.train.batch_size, cfg.train.seed)
+    model.net.eval()
 
 
 def _brief(r: dict) -> dict:

@@ -155,10 +155,9 @@ class TrackConfig:
     shift: float = 24.0  # the target lies up to this many px off the search crop's centre
     stretch: float = 0.1  # and is scaled by up to +-10% against the exemplar
     radius: float = 16.0  # response cells within this many search-crop px are positives
-    # batch: plain batch norm; renorm: batch renormalisation, trained as the tracker runs it
-    # (models/renorm.py; held out it tracked worse: docs/tracking.md)
-    norm: str = "batch"
+    norm: str = "batch"  # batch, shared or renorm: exemplars' norm in training (docs/tracking.md)
     pairs_per_epoch: int = 1024
+    recalibrate: int = 0  # batches to recompute the norms' averages over after training (0: not)
     scales: int = 3  # the tracker's scale pyramid
     scale_step: float = 1.0375
     scale_penalty: float = 0.9745  # a changed scale must win by this factor
@@ -386,14 +385,15 @@ def _resolve_tracking(cfg: Config) -> Config:
          "track.still_share, object_share, negative_share and scale_share must be in [0, 1]"),
         (0 <= k.stretch < 0.5 and k.shift >= 0, "track.stretch in [0, 0.5), track.shift >= 0"),
         (0 <= k.jitter <= 1, "track.jitter must be in [0, 1]"),
-        (k.radius > 0 and k.pairs_per_epoch >= t.batch_size,
-         "track.radius must be > 0 and track.pairs_per_epoch >= train.batch_size"),
+        (k.radius > 0 and k.pairs_per_epoch >= t.batch_size and k.recalibrate >= 0,
+         "track: radius > 0, pairs_per_epoch >= train.batch_size, recalibrate >= 0"),
         (k.scales >= 1 and k.scales % 2 == 1, "track.scales must be odd (1, 3, 5)"),
         (k.scale_step >= 1 and 0 < k.scale_penalty <= 1 and 0 <= k.scale_lr <= 1,
          "track: scale_step >= 1, scale_penalty in (0, 1], scale_lr in [0, 1]"),
         (0 <= k.window_influence <= 1 and 1 <= k.upsample <= 32 and 0 <= k.template_lr <= 1,
          "track: window_influence and template_lr in [0, 1], upsample in [1, 32]"),
-        (k.norm in ("renorm", "batch"), f"track.norm '{k.norm}': choose renorm or batch"),
+        (k.norm in ("batch", "shared", "renorm"),
+         f"track.norm '{k.norm}': choose batch, shared or renorm"),
         (t.device in ("cpu", "cuda") or t.device.startswith("cuda:"), "train.device: cpu|cuda"),
         (t.amp in ("auto", "off", "bf16", "fp16"),
          f"train.amp '{t.amp}': choose auto, off, bf16 or fp16"),

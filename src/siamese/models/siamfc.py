@@ -80,8 +80,12 @@ def cross_correlate(z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 class SiamFC(nn.Module):
     """backbone + cross-correlation + learned scale and bias."""
 
-    def __init__(self, backbone: nn.Module, exemplar: int = 127, search: int = 255) -> None:
+    def __init__(self, backbone: nn.Module, exemplar: int = 127, search: int = 255,
+                 shared_norm: bool = False) -> None:
         super().__init__()
+        # training only: the exemplars normalised by the search batch's statistics of this
+        # step instead of the running averages (track.norm = "shared"; see forward)
+        self.shared_norm = shared_norm
         if not getattr(backbone, "fully_convolutional", False):
             raise ValueError("SiamFC needs a fully-convolutional backbone")
         self.backbone = backbone
@@ -129,6 +133,8 @@ class SiamFC(nn.Module):
 
     def forward(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, 127, 127) exemplars, (B, 3, 255, 255) search crops -> (B, 1, R, R) logits."""
+        if self.training and self.shared_norm:
+            return self._forward_shared(z, x)
         x_feat = self.embed(x)
         if not self.training:
             return self.respond(self.embed(z), x_feat)
@@ -142,3 +148,25 @@ class SiamFC(nn.Module):
             for m in norms:
                 m.train()
         return self.respond(z_feat, x_feat)
+
+    def _forward_shared(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Training with track.norm = "shared": each batch norm normalises the search crops by
+        their batch's statistics (and moves the running averages, as plain batch norm) and the
+        exemplars by the SAME statistics, held as constants. The running averages trail the
+        weights by about 1 / momentum steps: with plain batch norm an exemplar is normalised
+        as by the net of some steps before, which the net seems to learn to count on (its
+        loss rises as the rate falls at the end; docs/tracking.md). Held out it tracked
+        worse, so it is an option, not the default."""
+        z, x = z / 255.0, x / 255.0
+        for m in self.backbone:
+            if not isinstance(m, nn.modules.batchnorm._BatchNorm):
+                z, x = m(z), m(x)
+                continue
+            m.num_batches_tracked += 1
+            momentum = m.momentum if m.momentum is not None else 1 / float(m.num_batches_tracked)
+            x, mu, inv_sd = torch.native_batch_norm(x, m.weight, m.bias, m.running_mean,
+                                                     m.running_var, True, momentum, m.eps)
+            gain = inv_sd.detach() * m.weight
+            shift = m.bias - mu.detach() * gain
+            z = z * gain.to(z.dtype)[None, :, None, None] + shift.to(z.dtype)[None, :, None, None]
+        return self.respond(z, x)

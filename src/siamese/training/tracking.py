@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..artifact import write_card
+from ..artifact import save_tensors, write_card
 from ..config import Config
 from ..data.crops import centre_of, context_size, crop, frame_mean
 from ..data.loader import IndexedSamples, ShuffledBatches, make_loader
@@ -41,9 +41,12 @@ from ..models.siamfc import SiamFC
 from .distributed import Dist
 from .run import fit_run, new_card, start_folder, start_run
 from .task import Task
+from .trainer import batch_generator
 
 # the offset of a target that is not in the search crop: no cell of its map is positive
 FAR = 1e4
+# recalibrate_norms' batches: their generators' "epoch", apart from training's
+RECALIBRATION = 2**31 - 1
 # track.scale_share's pairs: their search crop also cut this many times smaller and larger
 SCALE_CONTRAST = 1.2
 
@@ -53,7 +56,8 @@ def build_tracker_net(cfg: Config) -> SiamFC:
                               cfg.model.width)
     if cfg.track.norm == "renorm":
         renormalise(backbone)
-    return SiamFC(backbone, cfg.track.exemplar, cfg.track.search)
+    return SiamFC(backbone, cfg.track.exemplar, cfg.track.search,
+                  shared_norm=cfg.track.norm == "shared")
 
 
 def random_box(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
@@ -202,6 +206,31 @@ class TrackingTask(Task):
         return loss + F.cross_entropy(trio, scales[1].to(trio.device))
 
 
+def recalibrate_norms(task: TrackingTask, batches: int, batch_size: int, seed: int) -> None:
+    """The batch-norm running averages recomputed with the net's present weights: a
+    cumulative average over `batches` batches of training search crops (drawn as in training,
+    from generators apart from training's). In training they trail the weights by about
+    1 / momentum steps and the exemplars are normalised by them, so the net learns with
+    averages of some steps before; the tracker runs every crop through them."""
+    net = task.module
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    was = net.training
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average
+    net.train()
+    try:
+        with torch.no_grad():
+            for b in range(batches):
+                x = task.batch(batch_size, batch_generator(seed, RECALIBRATION, b))[1]
+                net.embed(x.to(task.device))
+    finally:
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+        net.train(was)
+
+
 def load_videos(cfg: Config) -> tuple[list, list[str]]:
     """The training targets' frames (decoded once, in memory) and boxes."""
     targets = list_targets(Path(cfg.data.path), cfg.track.sequences or None)
@@ -244,10 +273,14 @@ def train_tracking(cfg: Config, out: Path, d: Dist, resume: bool, force: bool,
                     split={"mode": "sequences", "train": names})
     loader = make_loader(IndexedSamples(torch.zeros(k.pairs_per_epoch, 1),
                                         np.zeros(k.pairs_per_epoch)), batches, 0)
-    fit_run(cfg, out, d, TrackingTask(net, videos, cfg, device, d.rank), optimizer, loader, card,
-            None, "none", resume, quiet, amp)
+    task = TrackingTask(net, videos, cfg, device, d.rank)
+    fit_run(cfg, out, d, task, optimizer, loader, card, None, "none", resume, quiet, amp)
     if not d.main:
         return None
+    if k.recalibrate:  # the kept weights' own averages
+        recalibrate_norms(task, k.recalibrate, cfg.train.batch_size, cfg.train.seed)
+        save_tensors(out / "model.safetensors", net.state_dict())
+        card["recalibrated_batches"] = k.recalibrate
     card["status"] = "trained"
     write_card(out, card)
     plot_history(card["history"], out / "training.png")
