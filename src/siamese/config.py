@@ -122,7 +122,7 @@ class TrainConfig:
     amp: str = "auto"  # auto (bf16, else fp16, on CUDA; off on CPU) | off | bf16 | fp16
     compile: bool = False  # torch.compile the model (pays off on long runs)
     # Weight averaging: an exponential moving average of the weights and batch-norm statistics
-    # with this decay per step (e.g. 0.999), kept instead of the last weights; 0 = off.
+    # with decay min(ema, (1 + n) / (10 + n)) after n steps, kept instead of the last; 0 = off
     ema: float = 0.0
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from .trainer import Callback, Trainer
@@ -94,13 +94,39 @@ class EarlyStopping(Callback):
                 trainer.stop = True
 
 
+def warmed_decay(decay: float, n: int) -> float:
+    """The average's decay after n updates: min(decay, (1 + n) / (10 + n)), as TensorFlow's
+    ExponentialMovingAverage with num_updates. Early on the average follows the weights, so
+    a short run's average does not hold on to its first steps (without it, 0.998 over a
+    1,170-step run keeps 9.6% of the first step's weights)."""
+    return min(decay, (1 + n) / (10 + n))
+
+
+def warmed_ema(decay: float) -> Callable:
+    """AveragedModel's multi_avg_fn: each tensor moved towards the model's by 1 - d, d =
+    warmed_decay(decay, n) (integer buffers such as batch norm's step count likewise,
+    rounded, as torch's own EMA function does)."""
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor],
+               n: torch.Tensor) -> None:
+        d = warmed_decay(decay, int(n))
+        if torch.is_floating_point(averaged[0]):
+            torch._foreach_lerp_(averaged, current, 1 - d)
+        else:
+            for a, c in zip(averaged, current, strict=True):
+                a.copy_(a * d + c * (1 - d))
+
+    return update
+
+
 class WeightAverage(Callback):
     """An exponential moving average of the weights and batch-norm statistics, updated after
-    every step (torch's AveragedModel); `average` is the module that holds it."""
+    every step (torch's AveragedModel) with a warmed-up decay (`warmed_decay`); `average` is
+    the module that holds it."""
 
     def __init__(self, net: torch.nn.Module, decay: float) -> None:
-        self.average = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay),
-                                     use_buffers=True)
+        self.average = AveragedModel(net, multi_avg_fn=warmed_ema(decay), use_buffers=True)
 
     def on_batch_end(self, trainer, loss):
         self.average.update_parameters(trainer.net)
