@@ -79,8 +79,9 @@ def test_the_weight_average_is_the_moving_average_of_every_steps_weights(tmp_pat
                      "ema": 0.9}}
     siamese.train(cfg, tmp_path / "run", quiet=True)
     average = dict(seen[0])  # a naive loop over the weights after each step
-    for weights in seen[1:]:
-        average = {k: 0.9 * average[k] + 0.1 * weights[k] for k in average}
+    for n, weights in enumerate(seen[1:], start=1):  # n updates so far: the decay warmed up
+        d = min(0.9, (1 + n) / (10 + n))
+        average = {k: d * average[k] + (1 - d) * weights[k] for k in average}
     kept = load_file(tmp_path / "run" / "model.safetensors")
     assert len(seen) > 10 and set(average) <= set(kept)
     for k in average:  # weights and batch-norm statistics alike
