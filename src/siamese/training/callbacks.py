@@ -105,7 +105,7 @@ def warmed_decay(decay: float, n: int) -> float:
 def warmed_ema(decay: float) -> Callable:
     """AveragedModel's multi_avg_fn: each tensor moved towards the model's by 1 - d, d =
     warmed_decay(decay, n) (integer buffers such as batch norm's step count likewise,
-    rounded, as torch's own EMA function does)."""
+    truncated to integers, as torch's own EMA function does)."""
 
     @torch.no_grad()
     def update(averaged: list[torch.Tensor], current: list[torch.Tensor],
