@@ -13,6 +13,53 @@ from PIL import Image
 SHARED_DATA = Path(os.environ.get("SIAMESE_DATA", Path(__file__).parents[2] / "shared" / "data"))
 
 
+def children(pid: int) -> list[int]:
+    """The live (not zombie) processes whose parent is pid, read from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pids: list[int]) -> list[int]:
+    """Those of pids that still run (a zombie, waiting for init to reap it, has ended)."""
+    left = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            left.append(pid)
+    return left
+
+
+def wait_gone(pids: list[int], seconds: float) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while alive(pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return alive(pids)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_process_left_behind():
+    """The suite leaves no process behind: decoder pools a test left open are closed, and
+    whatever else this process started must have ended by the end of the session."""
+    yield
+    from siamese.serve.decoding import close_all
+
+    close_all()
+    left = wait_gone(children(os.getpid()), 5.0)
+    commands = [Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:80]
+                for pid in left if Path(f"/proc/{pid}/cmdline").exists()]
+    assert not commands, f"the test session left processes running: {commands}"
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

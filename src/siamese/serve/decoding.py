@@ -8,13 +8,22 @@ event loop (and the encoder thread) always win the CPU; the workers only do what
 The workers are forked once, when the app is created, before the server starts any thread, and
 never call torch (decoding is Pillow, soundfile, soxr and numpy): no fork-with-threads or
 OpenMP hazards.
+
+A worker ends with its server however the server ends: `close()` terminates the workers (a clean
+stop: Ctrl-C, SIGTERM through uvicorn's shutdown), and each worker also watches its parent and
+exits within PARENT_POLL seconds of its death (SIGKILL, a crash, an exit that skipped
+`close()`), so no decoder is ever left re-parented to init.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import multiprocessing
 import os
+import threading
+import time
+import weakref
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
@@ -22,9 +31,20 @@ import numpy as np
 from ..data.audio import TooLong, audio_header, read_audio
 from ..data.images import TooManyPixels, decode, image_format
 
+PARENT_POLL = 0.25  # seconds between a worker's looks at whether its server still lives
+_open_pools: weakref.WeakSet[DecodePool] = weakref.WeakSet()
 
-def _lower_priority() -> None:
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL)
+    os._exit(0)  # the server is gone (re-parented): nothing is left to decode for
+
+
+def _start_worker(parent: int) -> None:
     os.nice(10)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True,
+                     name="siamese-parent-watch").start()
 
 
 def decode_request(blobs: list[tuple[str, bytes]], channels: int, size: int, max_pixels: int,
@@ -60,10 +80,13 @@ def decode_audio_request(blobs: list[tuple[str, bytes]], rate: int, max_seconds:
 class DecodePool:
     def __init__(self, workers: int) -> None:
         self.pool = ProcessPoolExecutor(workers, multiprocessing.get_context("fork"),
-                                        initializer=_lower_priority)
+                                        initializer=_start_worker, initargs=(os.getpid(),))
         # With fork, every worker is started by the first submit: now, while this process has
         # no other thread.
         self.pool.submit(int).result()
+        # The worker processes, to end them on close (the executor keeps no public list).
+        self.processes = list(self.pool._processes.values())
+        _open_pools.add(self)
 
     async def decode(self, *args) -> tuple[list[np.ndarray], list[str]]:
         return await asyncio.get_running_loop().run_in_executor(self.pool, decode_request,
@@ -73,5 +96,27 @@ class DecodePool:
         return await asyncio.get_running_loop().run_in_executor(self.pool,
                                                                 decode_audio_request, *args)
 
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes]
+
     def close(self) -> None:
+        """End the workers now: a decode under way is abandoned (its request is answered by
+        the shutdown). Idempotent."""
         self.pool.shutdown(wait=False, cancel_futures=True)
+        for p in self.processes:
+            if p.is_alive():
+                p.terminate()
+        for p in self.processes:
+            p.join(2)
+        _open_pools.discard(self)
+
+
+def close_all() -> None:
+    """Close every pool still open in this process (the test suite's end, an embedding app's
+    exit): their workers end now rather than PARENT_POLL after this process."""
+    for pool in list(_open_pools):
+        pool.close()
+
+
+atexit.register(close_all)
