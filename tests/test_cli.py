@@ -101,6 +101,8 @@ BAD = {
     "bad config key": (lambda t: ["train", "--config", (t / "c.toml").write_text(
         "[train]\nepoch = 1\n") and t / "c.toml"], "unknown key 'epoch'"),
     "not a run": (lambda t: ["evaluate", t], "card.json is missing"),
+    "bad --set": (lambda t: ["train", "--set", "train.epocs=2"], "unknown key 'epocs'"),
+    "--set without =": (lambda t: ["train", "--set", "train.epochs"], "SECTION.KEY=VALUE"),
     "compare missing image": (lambda t: ["compare", t / "nope", "a.png", "b.png"],
                               "does not exist"),
 }
@@ -115,6 +117,23 @@ def test_bad_input_is_one_line_exit_2(case, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and match in err and "\n" not in err
     assert not (tmp_path / "run" / "card.json").exists()
+
+
+def test_set_changes_nested_fields_of_train_and_evaluate(tiny_config, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(tiny_config), "--out", str(out), "--quiet",
+                 "--epochs", "3", "--set", "train.epochs=1", "--set", "split.val_fraction=0.3",
+                 "--set", "eval.episodes=20"]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["train"]["epochs"] == 1  # --set has the last word over the flags
+    assert saved["split"]["val_fraction"] == 0.3 and saved["eval"]["episodes"] == 20
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--out", str(tmp_path / "e"), "--set",
+                 "eval.ways=[2]"]) == 0
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert list(metrics["unseen"]["few_shot"]) == ["2-way 1-shot"]
+    assert main(["evaluate", str(out), "--set", "train.epochs=3"]) == 2
+    assert "evaluate takes --set eval.KEY" in capsys.readouterr().err
 
 
 def test_truncated_and_incompatible_runs(tiny_run, tmp_path, capsys):

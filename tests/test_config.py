@@ -79,3 +79,33 @@ def test_saved_config_without_a_changed_key_takes_its_former_default():
     assert config_from_dict(saved_values({"track": {"jitter": 0.3}})).track.jitter == 0.3
     assert config_from_dict(saved_values({"track": {}})).track.shift == TrackConfig().shift
     assert config_from_dict({}).track.jitter == 0.3  # a new run takes today's default
+
+
+def test_set_values_read_as_the_toml_file_reads_them(tmp_path):
+    """--set SECTION.KEY=VALUE and the same line in a TOML file give the same config."""
+    from siamese.config import parse_sets
+
+    sets = ["train.epochs=7", "train.lr=5e-4", "augment.enabled=false", "loss.name=contrastive",
+            'model.encoder="koch"', "split.test_classes=a,b", 'split.val_classes=["c", "d"]',
+            "train.max_minutes=2"]
+    p = tmp_path / "c.toml"
+    p.write_text('[train]\nepochs = 7\nlr = 5e-4\nmax_minutes = 2\n[augment]\nenabled = false\n'
+                 '[loss]\nname = "contrastive"\n[model]\nencoder = "koch"\n'
+                 '[split]\ntest_classes = ["a", "b"]\nval_classes = ["c", "d"]\n')
+    assert apply_overrides(Config(), parse_sets(sets)) == load_config(p)
+
+
+@pytest.mark.parametrize("item, match", [
+    ("train.epochs", "write SECTION.KEY=VALUE"),
+    ("=3", "write SECTION.KEY=VALUE"),
+    ("epochs=3", "write SECTION.KEY"),
+    ("trian.epochs=3", "write SECTION.KEY.*train"),
+    ("train.epocs=3", "unknown key 'epocs'"),
+    ("train.epochs=ten", "train.epochs.*expected .*int.*got .ten."),
+    ("train.a.b=1", "write SECTION.KEY"),
+])
+def test_bad_set_is_a_config_error_naming_it(item, match):
+    from siamese.config import parse_sets
+
+    with pytest.raises(ConfigError, match=match):
+        apply_overrides(Config(), parse_sets([item]))

@@ -194,7 +194,7 @@ def test_train_track_render_and_evaluate(tracking_run, tmp_path, capsys):
     assert (tmp_path / "e/precision.png").stat().st_size > 5000
 
 
-def test_tracker_settings_change_tracking_not_the_weights(tracking_run):
+def test_tracker_settings_change_tracking_not_the_weights(tracking_run, tmp_path):
     from siamese.errors import ConfigError
 
     run, data = tracking_run
@@ -209,6 +209,12 @@ def test_tracker_settings_change_tracking_not_the_weights(tracking_run):
         model.with_settings(lr=0.1)
     with pytest.raises(ConfigError, match="odd"):
         model.with_settings(scales=2)
+    # the CLI's --set gives the same tracker
+    out = tmp_path / "one.txt"
+    assert main(["track", str(run), "--frames", str(data / "Seq0/img"), "--box",
+                 ",".join(map(str, first)), "--out", str(out), "--quiet", "--set",
+                 "track.scales=1"]) == 0
+    assert np.allclose(np.loadtxt(out, delimiter=","), boxes, atol=0.006)
 
 
 def test_video_files_track_like_their_frames(tracking_run, tmp_path):
@@ -233,6 +239,9 @@ def test_video_files_track_like_their_frames(tracking_run, tmp_path):
     (["--frames", "EMPTY"], "holds no JPEG, PNG or BMP frames"),
     (["--frames", "MIXED"], "give the frames of one video"),
     (["--video", "BROKEN"], "cannot read video"),
+    (["--set", "train.lr=0.1"], "takes tracker settings, --set track.KEY=VALUE"),
+    (["--set", "track.lr=0.1"], "not tracker settings: lr"),
+    (["--set", "track.scales=2"], "odd"),
 ])
 def test_bad_tracking_input_is_one_line_and_writes_nothing(tracking_run, tmp_path, capsys,
                                                            case, message):

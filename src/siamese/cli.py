@@ -28,15 +28,16 @@ TRAIN_FLAGS = {
 
 def _train(args: argparse.Namespace) -> int:
     from .api import train
-    from .config import Config, apply_overrides, load_config
+    from .config import Config, apply_overrides, load_config, parse_sets
     from .evaluation.report import format_table
 
     cfg = load_config(args.config) if args.config else Config()
     apply_overrides(cfg, {field: getattr(args, flag) for flag, field in TRAIN_FLAGS.items()})
+    apply_overrides(cfg, parse_sets(args.set))  # --set after the flags: the last word
     if args.no_augment:
         cfg.augment.enabled = False
     model = train(None if args.resume else cfg, args.out, resume=args.resume, force=args.force,
-                  quiet=args.quiet, epochs=args.epochs)
+                  quiet=args.quiet, epochs=args.epochs if args.resume else None)
     if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports the run
         return 0
     card = model.card
@@ -57,6 +58,20 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def eval_settings(config: dict, sets: list[str]):
+    """A run's [eval] section with `--set eval.KEY=VALUE` changes; other sections are the
+    trained model's and stay as they are."""
+    from .config import apply_overrides, config_from_dict, parse_sets
+    from .errors import ConfigError
+
+    values = parse_sets(sets)
+    fixed = [k for k in values if not k.startswith("eval.")]
+    if fixed:
+        raise ConfigError(f"--set {fixed[0]}: a trained model's {fixed[0].split('.')[0]} "
+                          "settings are fixed; evaluate takes --set eval.KEY=VALUE")
+    return apply_overrides(config_from_dict(config), values).eval
+
+
 def _regression_line(what: str, m: dict) -> str:
     return (f"{what} ({m['rows']}): RMSE {m['rmse']:.4g}  MAE {m['mae']:.4g}  R^2 "
             f"{m['r2']:.4f}  mean uncertainty {m.get('mean_uncertainty', float('nan')):.4g}")
@@ -65,7 +80,6 @@ def _regression_line(what: str, m: dict) -> str:
 def _evaluate(args: argparse.Namespace) -> int:
     from .api import evaluate
     from .cli_track import evaluate_otb_command, is_tracking
-    from .config import config_from_dict
     from .errors import ConfigError
     from .evaluation.report import format_table
     from .model import Model
@@ -75,7 +89,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.tta is not None and args.tta < 0:
         raise ConfigError(f"--tta {args.tta}: the number of distortions must be 0 or more")
     model = Model.load(args.run, device=args.device, runtime=args.runtime)
-    ecfg = config_from_dict(model.card["config"]).eval
+    ecfg = eval_settings(model.card["config"], args.set)
     # --tta N: N fixed distortions (0: one pass); else eval.tta, or the model's own views
     views = args.tta if args.tta is not None else (ecfg.tta or None)
     if args.omniglot_runs:
@@ -198,6 +212,11 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _set_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help=f"change a config field, VALUE as in a TOML file (repeatable): {what}")
+
+
 def _runtime_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime"],
                    help="compute embeddings with PyTorch, or with ONNX Runtime from the run's "
@@ -262,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mixed precision (default auto: on CUDA only)")
     t.add_argument("--split", help="classes (test classes unseen) | samples")
     t.add_argument("--test-classes", help="comma-separated class names held out as unseen")
+    _set_option(t, "any field of the config, e.g. --set split.val_class_fraction=0 (applied "
+                "after --config and the flags above)")
     t.set_defaults(func=_train)
 
     e = sub.add_parser("evaluate", help="verification, few-shot and retrieval metrics")
@@ -283,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "of sequences (success and precision plots, beside results/ found there)")
     e.add_argument("--sequences", nargs="+", help="--otb: only these sequences or targets")
     e.add_argument("--device", default="cpu")
+    _set_option(e, "evaluation settings, e.g. --set eval.episodes=500 (a tracking run: its "
+                "tracker's, e.g. --set track.scale_penalty=0.97)")
     _runtime_option(e)
     e.set_defaults(func=_evaluate)
 
@@ -321,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_track import add_track_command
 
     add_commands(sub, _runtime_option)
-    add_track_command(sub)
+    add_track_command(sub, _set_option)
     return p
 
 

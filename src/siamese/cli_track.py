@@ -18,7 +18,7 @@ def _track(args: argparse.Namespace) -> int:
     if args.render and Path(args.render).suffix.lower() not in {".gif", *VIDEO_SUFFIXES}:
         raise ConfigError(f"--render {args.render}: give a .gif, .mp4, .avi, .mkv or .mov file")
     box = parse_box(args.box)
-    model = TrackingModel.load(args.run, device=args.device)
+    model = with_sets(TrackingModel.load(args.run, device=args.device), args.set)
     frames = read_input(args.frames or args.video)
     boxes, fps = model.track(frames, box, progress=not args.quiet)
     text = "".join(f"{x:.2f},{y:.2f},{w:.2f},{h:.2f}\n" for x, y, w, h in boxes)
@@ -40,7 +40,7 @@ def evaluate_otb_command(args: argparse.Namespace) -> int:
     if not args.otb:
         raise ConfigError(f"{args.run} is a tracking model: evaluate it on sequences with "
                           "--otb DIR (the OTB layout)")
-    model = TrackingModel.load(args.run, device=args.device)
+    model = with_sets(TrackingModel.load(args.run, device=args.device), args.set)
     result = evaluate_otb(model, args.otb, args.sequences, args.out)
     print(format_otb(result))
     where = Path(args.out) if args.out else Path(args.run)
@@ -48,7 +48,20 @@ def evaluate_otb_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_track_command(sub) -> None:
+def with_sets(model, sets: list[str]):
+    """A tracking model with `--set track.KEY=VALUE` tracker settings (TRACKER_SETTINGS)."""
+    from .config import parse_sets
+    from .errors import ConfigError
+
+    values = parse_sets(sets)
+    other = [k for k in values if not k.startswith("track.")]
+    if other:
+        raise ConfigError(f"--set {other[0]}: a tracking run takes tracker settings, "
+                          "--set track.KEY=VALUE")
+    return model.with_settings(**{k.split(".", 1)[1]: v for k, v in values.items()})
+
+
+def add_track_command(sub, set_option) -> None:
     k = sub.add_parser("track", help="track one target through a video from its box in the "
                        "first frame (a tracking run, SiamFC)")
     k.add_argument("run")
@@ -60,6 +73,7 @@ def add_track_command(sub) -> None:
     k.add_argument("--render", help="also write the frames with the box: .gif or .mp4")
     k.add_argument("--device", default="cpu")
     k.add_argument("--quiet", action="store_true", help="no progress bar")
+    set_option(k, "tracker settings, e.g. --set track.scale_penalty=0.97")
     k.set_defaults(func=_track)
 
 

@@ -277,12 +277,31 @@ def load_config(path: str | Path) -> Config:
 
 def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
     """Apply dotted overrides such as {"train.epochs": 5}; None values are skipped."""
+    sections = [f.name for f in dataclasses.fields(cfg)]
     for dotted, value in overrides.items():
-        if value is None:
-            continue
-        section, key = dotted.split(".")
-        _update(getattr(cfg, section), {key: value}, f"option {dotted}")
+        section, _, key = dotted.partition(".")
+        if section not in sections or not key or "." in key:
+            raise ConfigError(f"option {dotted}: write SECTION.KEY, a section being one of "
+                              f"{', '.join(sections)}")
+        if value is not None:
+            _update(getattr(cfg, section), {key: value}, f"option {dotted}")
     return cfg
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """["train.epochs=5", "split.test_classes=a,b"] -> {"train.epochs": 5, ...}: each VALUE
+    as in a TOML file (5, 0.5, true, "x", [1, 2]); one that is no TOML value is a string."""
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"--set {item}: write SECTION.KEY=VALUE, e.g. --set "
+                              "split.val_class_fraction=0")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value
+    return out
 
 
 def resolve(cfg: Config) -> Config:
