@@ -30,6 +30,7 @@ from .models.build import build_net
 from .models.encoders import default_encoder
 from .models.views import check_views
 from .names import raw_bytes
+from .training.crossfit import cross_fit, read_crossfit, write_crossfit
 from .training.distributed import Dist, check_batch, first_on_each_machine, from_main
 from .training.distributed import finish as dist_finish
 from .training.distributed import from_env as dist_from_env
@@ -120,8 +121,49 @@ def _train(cfg: Config, out: Path, d: Dist, resume: bool, force: bool, quiet: bo
     check_views(cfg.model.views, data.kind)
     if cfg.model.encoder == "auto":  # the saved config names the encoder actually used
         cfg.model.encoder = default_encoder(data.kind)
-    split = make_split(data, cfg.split, cfg.train.seed)
+    split = make_split(data, cfg.split, cfg.train.seed, can_crossfit=d.world == 1 and
+                       cfg.train.max_minutes <= 0)
+    crossfit = None
+    if split.validation == "crossfit":  # the fold runs first; a resumed run read them back
+        crossfit = (read_crossfit(out) if resume else
+                    cross_fit(lambda k, where, record: _fit(
+                        cfg, data, split.fold(k, data), where, d, False, True, quiet,
+                        device, amp, record=record)[0],
+                        split, cfg.train.epochs, cfg.train.keep, quiet))
+    model, val_scores, val = _fit(cfg, data, split, out, d, resume, force, quiet, device, amp,
+                                  crossfit=crossfit)
+    if not d.main:
+        return model
+    card = model.card
+    if crossfit is not None:  # the epoch and threshold from the fold runs
+        card["threshold"] = crossfit["threshold"]
+        card["threshold_calibrated_on"] = (
+            f"classes never trained on: {len(split.folds)} cross-fitted class folds")
+        card["metrics"]["val"] = crossfit["metrics"]
+    elif val is not None:  # calibrate the threshold on validation pairs (never on test pairs)
+        y, s = val_scores()
+        card["threshold"] = best_threshold(y, s)
+        card["threshold_calibrated_on"] = (
+            "classes never trained on" if split.val_classes else
+            "held-out images of the training classes (optimistic for unseen classes)")
+        card["metrics"]["val"] = verification_metrics(y, s, card["threshold"])
+    card["status"] = "trained"
+    write_card(out, card)
+    plot_history(card["history"], out / "training.png")
+    model.card = read_card(out)
+    # The test sets, where they can be scored (pairs need two samples of a class).
+    if any(len(idx) and pairable(data.y[idx]) for idx in (split.test_unseen, split.test_seen)):
+        evaluate(model, eval_config=cfg.eval, _data=data, _split=split)
+    return model
 
+
+def _fit(cfg: Config, data: LabeledData, split: Split, out: Path, d: Dist, resume: bool,
+         force: bool, quiet: bool, device: str, amp, crossfit: dict | None = None,
+         record: list | None = None):
+    """Train on split.train, validating each epoch on split.val (where it can make pairs) ->
+    (model, val_scores(views) -> (labels, scores), the validation set or None). record: a
+    list that gets each epoch's (labels, scores) as the model embeds (a fold run's).
+    crossfit: the fold runs' choice (the run stops after its epoch; kept in the run folder)."""
     train_set = data.subset(split.train)
     n_workers = engine_workers(cfg, train_set.x)
     # The same statistics on every rank: computed once, on rank 0.
@@ -160,6 +202,10 @@ def _train(cfg: Config, out: Path, d: Dist, resume: bool, force: bool, quiet: bo
                     data={"kind": data.kind, "samples": len(data), "classes": len(data.classes),
                           "fingerprint": data_fingerprint(data), "cache": _cache_kind(data.x)},
                     split=split.summary())
+    if crossfit is not None and d.main:  # before the first epoch: a resume needs it
+        card["crossfit"] = {k: v for k, v in crossfit.items() if k != "metrics"}
+        if not resume:
+            write_crossfit(out, crossfit)
     model = Model(net, pre, card, out, device)
 
     val_pairs = None
@@ -174,6 +220,9 @@ def _train(cfg: Config, out: Path, d: Dist, resume: bool, force: bool, quiet: bo
         return y, model.score_embeddings(emb[i], emb[j])
 
     def val_auc() -> float:
+        if record is not None:  # a fold run: scores as the kept model will embed
+            record.append(val_scores())
+            return verification_metrics(*record[-1])["roc_auc"]
         return verification_metrics(*val_scores(views=0))["roc_auc"]  # every epoch: one pass
 
     augment = None
@@ -194,25 +243,9 @@ def _train(cfg: Config, out: Path, d: Dist, resume: bool, force: bool, quiet: bo
     task = MetricLearningTask(net, loss_fn, miner, augment, device, d)
     fit_run(cfg, out, d, task, optimizer, loader, card,
             val_auc if val_pairs is not None else None, "val_auc", resume, quiet, amp,
-            loss=loss_fn if own else None)
-    if not d.main:
-        return model
-    # Calibrate the threshold on validation pairs (never on test pairs).
-    if val_pairs is not None:
-        y, s = val_scores()
-        card["threshold"] = best_threshold(y, s)
-        card["threshold_calibrated_on"] = (
-            "classes never trained on" if split.val_classes else
-            "held-out images of the training classes (optimistic for unseen classes)")
-        card["metrics"]["val"] = verification_metrics(y, s, card["threshold"])
-    card["status"] = "trained"
-    write_card(out, card)
-    plot_history(card["history"], out / "training.png")
-    model.card = read_card(out)
-    # The test sets, where they can be scored (pairs need two samples of a class).
-    if any(len(idx) and pairable(data.y[idx]) for idx in (split.test_unseen, split.test_seen)):
-        evaluate(model, eval_config=cfg.eval, _data=data, _split=split)
-    return model
+            loss=loss_fn if own else None,
+            stop_epoch=crossfit["epoch"] if crossfit is not None else None)
+    return model, val_scores, val_pairs
 
 
 def load(run: str | Path, device: str = "cpu", runtime: str = "torch"):

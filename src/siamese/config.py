@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+# the [track] section lives beside; imported from here as before
+from .config_tracking import TRACKER_SETTINGS as TRACKER_SETTINGS
+from .config_tracking import TrackConfig, resolve_tracking
 from .errors import ConfigError
 
 
@@ -56,6 +59,12 @@ class SplitConfig:
     # else val_class_fraction of the rest, at least 2, where 8 or more remain to train on), so
     # that the threshold is calibrated on classes the model never saw. Otherwise (mode
     # "samples", or too few classes): val_fraction of each training class.
+    # validation: "auto" = cross-fitting where the classes are few (9 to 99 left to train
+    # on), else whole classes as above (samples below 9, or val_class_fraction = 0);
+    # "crossfit": every class trains the kept model; the epoch and the threshold come from
+    # `folds` class-disjoint fold runs first (data/splits.py); "classes"; "samples".
+    validation: str = "auto"
+    folds: int = 3
     val_classes: list[str] = field(default_factory=list)
     val_class_fraction: float = 0.15
     val_fraction: float = 0.15  # mode "samples": share of each class held out for validation
@@ -136,41 +145,6 @@ class EvalConfig:
     # test-time augmentation when scoring: average each embedding over this many fixed
     # distortions instead of the model's own model.views; 0 = as the model embeds
     tta: int = 0
-
-
-@dataclass
-class TrackConfig:
-    """train.task tracking (SiamFC, docs/tracking.md): data.path is a folder of sequences in
-    the OTB layout. Training pairs, then the tracker's settings (saved with the run)."""
-    sequences: list[str] = field(default_factory=list)  # to train on; [] = every one
-    exemplar: int = 127  # crop sizes (px): the target with context, and the search region
-    search: int = 255
-    context: float = 0.5  # margin around the target: p = context x (w + h)
-    max_gap: int = 100  # at most this many frames between a pair's exemplar and search frame
-    still_share: float = 0.2  # pairs of one frame with itself, moved by the random shift/scale
-    object_share: float = 0.2  # still pairs around a random box (any object, not the target)
-    negative_share: float = 0.0  # pairs whose search crop shows another target (no positive)
-    scale_share: float = 0.0  # pairs also cut 1.2x smaller and larger: which is the target's scale
-    jitter: float = 0.3  # each crop's light: brightness/contrast x exp(U(-j, j)) (0: none)
-    shift: float = 24.0  # the target lies up to this many px off the search crop's centre
-    stretch: float = 0.1  # and is scaled by up to +-10% against the exemplar
-    radius: float = 16.0  # response cells within this many search-crop px are positives
-    norm: str = "batch"  # batch, shared or renorm: exemplars' norm in training (docs/tracking.md)
-    pairs_per_epoch: int = 1024
-    recalibrate: int = 0  # batches to recompute the norms' averages over after training (0: not)
-    scales: int = 3  # the tracker's scale pyramid
-    scale_step: float = 1.0375
-    scale_penalty: float = 0.9745  # a changed scale must win by this factor
-    scale_lr: float = 0.59  # damping of the size update
-    window_influence: float = 0.176  # cosine window's share in the response (motion prior)
-    upsample: int = 16  # the response map is upsampled (bicubic) by this factor
-    template_lr: float = 0.0  # each frame the exemplar moves this far to the new one (0: fixed)
-
-
-# the tracker's own settings: they change how a trained net tracks, not how it is trained, so a
-# run can be scored again with others (TrackingModel.with_settings)
-TRACKER_SETTINGS = ("scales", "scale_step", "scale_penalty", "scale_lr", "window_influence",
-                    "upsample", "template_lr")
 
 
 @dataclass
@@ -310,7 +284,7 @@ def resolve(cfg: Config) -> Config:
         raise ConfigError(f"unknown train.task '{cfg.train.task}'; choose similarity, "
                           "regression or tracking")
     if cfg.train.task == "tracking":
-        return _resolve_tracking(cfg)
+        return resolve_tracking(cfg)
     if cfg.loss.name == "auto":
         cfg.loss.name = ("mse" if cfg.train.task == "regression" else
                          "pair" if cfg.data.pairs else "triplet")
@@ -335,6 +309,12 @@ def resolve(cfg: Config) -> Config:
         raise ConfigError(f"unknown distance '{cfg.loss.distance}'; choose euclidean or cosine")
     if cfg.split.mode not in ("classes", "samples"):
         raise ConfigError(f"unknown split mode '{cfg.split.mode}'; choose classes or samples")
+    if cfg.split.validation not in ("auto", "crossfit", "classes", "samples"):
+        raise ConfigError(f"split.validation '{cfg.split.validation}': choose auto, crossfit, "
+                          "classes or samples")
+    if cfg.split.validation == "crossfit" and (cfg.train.max_minutes > 0 or cfg.data.pairs):
+        raise ConfigError("split.validation crossfit counts epochs over class folds: leave out "
+                          "train.max_minutes (and --pairs), or choose classes")
     t = cfg.train
     checks = [
         (t.epochs >= 1, "train.epochs must be >= 1"),
@@ -354,6 +334,7 @@ def resolve(cfg: Config) -> Config:
         (cfg.augment.freq_mask >= 0 and cfg.augment.time_mask >= 0,
          "augment.freq_mask and augment.time_mask must be >= 0"),
         (0 <= cfg.split.val_fraction < 1, "split.val_fraction must be in [0, 1)"),
+        (2 <= cfg.split.folds <= 10, "split.folds must be in [2, 10]"),
         (0 <= cfg.split.val_class_fraction < 1, "split.val_class_fraction must be in [0, 1)"),
         (0 <= cfg.split.test_fraction < 1, "split.test_fraction must be in [0, 1)"),
         (0 <= cfg.split.test_class_fraction < 1, "split.test_class_fraction must be in [0, 1)"),
@@ -367,53 +348,6 @@ def resolve(cfg: Config) -> Config:
          f"data.cache '{cfg.data.cache}': choose auto, memory, none or disk"),
         (cfg.data.cache_gb >= 0, "data.cache_gb must be >= 0 (0 = a quarter of the memory)"),
         (-1 <= t.workers <= 64, "train.workers must be in [-1, 64] (-1 = automatic)"),
-        (t.amp in ("auto", "off", "bf16", "fp16"),
-         f"train.amp '{t.amp}': choose auto, off, bf16 or fp16"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message)
-    return cfg
-
-
-def _resolve_tracking(cfg: Config) -> Config:
-    """SiamFC: a fully-convolutional encoder, the logistic loss on the response map, the last
-    weights (there is no validation split: held-out sequences are for testing only)."""
-    from .models.siamfc import TRACKING_ENCODERS
-
-    if cfg.model.encoder == "auto":
-        cfg.model.encoder = "siamfc_small"
-    if cfg.model.encoder not in TRACKING_ENCODERS:
-        raise ConfigError(f"train.task tracking needs a fully-convolutional encoder: "
-                          f"{' or '.join(sorted(TRACKING_ENCODERS))}, not "
-                          f"'{cfg.model.encoder}'")
-    if cfg.loss.name not in ("auto", "logistic"):
-        raise ConfigError(f"train.task tracking trains with the logistic loss on the response "
-                          f"map; leave out --loss {cfg.loss.name}")
-    cfg.loss.name, cfg.train.keep = "logistic", "last"
-    k, t = cfg.track, cfg.train
-    checks = [
-        (t.epochs >= 1, "train.epochs must be >= 1"),
-        (t.batch_size >= 2, "train.batch_size must be >= 2"),
-        (t.lr > 0, "train.lr must be > 0"),
-        (1 <= cfg.model.width <= 512, "model.width must be in [1, 512]"),
-        (63 <= k.exemplar < k.search <= 1023, "track: need 63 <= exemplar < search <= 1023"),
-        (k.context >= 0 and k.max_gap >= 0, "track.context and track.max_gap must be >= 0"),
-        (all(0 <= s <= 1 for s in (k.still_share, k.object_share, k.negative_share,
-                                   k.scale_share)),
-         "track.still_share, object_share, negative_share and scale_share must be in [0, 1]"),
-        (0 <= k.stretch < 0.5 and k.shift >= 0, "track.stretch in [0, 0.5), track.shift >= 0"),
-        (0 <= k.jitter <= 1, "track.jitter must be in [0, 1]"),
-        (k.radius > 0 and k.pairs_per_epoch >= t.batch_size and k.recalibrate >= 0,
-         "track: radius > 0, pairs_per_epoch >= train.batch_size, recalibrate >= 0"),
-        (k.scales >= 1 and k.scales % 2 == 1, "track.scales must be odd (1, 3, 5)"),
-        (k.scale_step >= 1 and 0 < k.scale_penalty <= 1 and 0 <= k.scale_lr <= 1,
-         "track: scale_step >= 1, scale_penalty in (0, 1], scale_lr in [0, 1]"),
-        (0 <= k.window_influence <= 1 and 1 <= k.upsample <= 32 and 0 <= k.template_lr <= 1,
-         "track: window_influence and template_lr in [0, 1], upsample in [1, 32]"),
-        (k.norm in ("batch", "shared", "renorm"),
-         f"track.norm '{k.norm}': choose batch, shared or renorm"),
-        (t.device in ("cpu", "cuda") or t.device.startswith("cuda:"), "train.device: cpu|cuda"),
         (t.amp in ("auto", "off", "bf16", "fp16"),
          f"train.amp '{t.amp}': choose auto, off, bf16 or fp16"),
     ]

@@ -14,6 +14,10 @@ from .labeled import LabeledData
 # fewer (the digits demo trains on 6), losing two costs more than the calibration gains
 # (docs/results.md).
 MIN_TRAIN_CLASSES = 8
+# split.validation "auto" cross-fits where 9 to 99 classes are left to train on: few enough
+# that holding 15% of them out costs the model classes and leaves its epoch and threshold to
+# a handful of classes, and that K + 1 runs stay cheap (docs/small_data.md).
+CROSSFIT_CLASSES = (9, 100)
 
 
 @dataclass
@@ -27,12 +31,19 @@ class Split:
     test_unseen: np.ndarray
     test_classes: list[str]
     val_classes: list[str] = field(default_factory=list)  # class-disjoint validation
+    # how the epoch and threshold are chosen: "classes" (val_classes), "samples" (held-out
+    # images of every training class) or "crossfit" (val is empty; `folds` of the training
+    # classes are each held out by one fold run)
+    validation: str = "samples"
+    folds: list[list[str]] = field(default_factory=list)
 
     def summary(self) -> dict:
         return {
             "mode": self.mode,
+            "validation": self.validation,
             "test_classes": self.test_classes,
             "val_classes": self.val_classes,
+            "folds": self.folds,
             "sizes": {k: int(len(getattr(self, k)))
                       for k in ("train", "val", "test_seen", "test_unseen")},
         }
@@ -46,8 +57,20 @@ class Split:
     @classmethod
     def from_dict(cls, d: dict) -> Split:
         idx = {k: np.asarray(v, dtype=np.int64) for k, v in d["indices"].items()}
+        val_classes = list(d.get("val_classes", []))
         return cls(mode=d["mode"], test_classes=list(d["test_classes"]),
-                   val_classes=list(d.get("val_classes", [])), **idx)
+                   val_classes=val_classes, folds=[list(f) for f in d.get("folds", [])],
+                   validation=d.get("validation", "classes" if val_classes else "samples"),
+                   **idx)
+
+    def fold(self, k: int, data: LabeledData) -> Split:
+        """Fold run k of a cross-fitted split: its classes' training images become the
+        validation set, the rest train; the test sets stay as they are (unused)."""
+        held = np.isin(np.array(data.classes)[data.y[self.train]], self.folds[k])
+        return Split(mode=self.mode, train=self.train[~held], val=self.train[held],
+                     test_seen=self.test_seen, test_unseen=self.test_unseen,
+                     test_classes=self.test_classes, val_classes=list(self.folds[k]),
+                     validation="classes")
 
 
 def choose_classes(classes: list[str], named: list[str], fraction: float,
@@ -68,17 +91,47 @@ def choose_classes(classes: list[str], named: list[str], fraction: float,
     return sorted(rng.choice(classes, size=n, replace=False).tolist()) if n else []
 
 
-def make_split(data: LabeledData, cfg: SplitConfig, seed: int) -> Split:
-    """Split a data set reproducibly: same seed, same split."""
+def validation_kind(cfg: SplitConfig, rest: int, can_crossfit: bool = True) -> str:
+    """How a run with `rest` classes left to train on validates: crossfit, classes or
+    samples (split.validation "auto" resolved; an impossible explicit choice is an error)."""
+    if cfg.mode != "classes":
+        return "samples"
+    if cfg.val_classes:
+        return "classes"
+    kind = cfg.validation
+    if kind == "auto":
+        lo, hi = CROSSFIT_CLASSES
+        kind = ("samples" if cfg.val_class_fraction == 0 else
+                "crossfit" if can_crossfit and lo <= rest < hi else "classes")
+    if kind == "crossfit" and rest - -(-rest // cfg.folds) < 2:
+        raise ConfigError(f"split.validation crossfit: {rest} training classes are too few "
+                          f"for {cfg.folds} folds; lower split.folds or choose samples")
+    return kind
+
+
+def class_folds(classes: list[str], k: int, seed: int) -> list[list[str]]:
+    """The classes dealt into k folds of near-equal size by the seed (its own stream: the
+    test classes and images are drawn as without folds)."""
+    order = np.random.default_rng([seed, 17]).permutation(len(classes))
+    return [sorted(classes[i] for i in part) for part in np.array_split(order, k)]
+
+
+def make_split(data: LabeledData, cfg: SplitConfig, seed: int,
+               can_crossfit: bool = True) -> Split:
+    """Split a data set reproducibly: same seed, same split. can_crossfit: False where the
+    run cannot afford fold runs (a time budget, several processes): "auto" then validates on
+    whole classes."""
     rng = np.random.default_rng(seed)
     by_class = cfg.mode == "classes"
     test_classes = choose_classes(data.classes, cfg.test_classes, cfg.test_class_fraction, rng,
                                   "test") if by_class else []
     rest = [c for c in data.classes if c not in test_classes]
+    kind = validation_kind(cfg, len(rest), can_crossfit)
     val_classes = choose_classes(rest, cfg.val_classes, cfg.val_class_fraction, rng,
-                                 "validation") if by_class else []
+                                 "validation") if kind == "classes" else []
     if not cfg.val_classes and len(rest) - len(val_classes) < MIN_TRAIN_CLASSES:
         val_classes = []  # too few classes to spare: validate on held-out images instead
+        kind = "samples" if kind == "classes" else kind
     if set(val_classes) & set(test_classes):
         raise ConfigError("split.val_classes and split.test_classes overlap; a class is either "
                           "for validation or for the unseen test")
@@ -91,7 +144,7 @@ def make_split(data: LabeledData, cfg: SplitConfig, seed: int) -> Split:
             continue
         idx = rng.permutation(np.flatnonzero(data.y == c))
         n = len(idx)
-        n_val = int(round(n * cfg.val_fraction)) if n >= 4 and not val_classes else 0
+        n_val = int(round(n * cfg.val_fraction)) if n >= 4 and kind == "samples" else 0
         n_test = int(round(n * cfg.test_fraction)) if n >= 4 else 0
         val.append(idx[:n_val])
         test_seen.append(idx[n_val:n_val + n_test])
@@ -104,6 +157,8 @@ def make_split(data: LabeledData, cfg: SplitConfig, seed: int) -> Split:
         test_unseen=np.flatnonzero(unseen),
         test_classes=test_classes,
         val_classes=val_classes,
+        validation=kind,
+        folds=class_folds(rest, cfg.folds, seed) if kind == "crossfit" else [],
     )
     check_trainable(data, split.train)
     return split

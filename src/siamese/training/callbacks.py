@@ -94,6 +94,19 @@ class EarlyStopping(Callback):
                 trainer.stop = True
 
 
+class StopAfter(Callback):
+    """Stops after `epoch` epochs (counted from 1) of a longer schedule: cross-fitting's
+    chosen epoch, on the schedule its fold runs followed."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_end(self, trainer, logs):
+        if logs["epoch"] >= self.epoch:
+            logs["stopped"] = f"cross-fitted epoch {self.epoch}"
+            trainer.stop = True
+
+
 def warmed_decay(decay: float, n: int) -> float:
     """The average's decay after n updates: min(decay, (1 + n) / (10 + n)), as TensorFlow's
     ExponentialMovingAverage with num_updates. Early on the average follows the weights, so

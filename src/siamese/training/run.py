@@ -30,7 +30,14 @@ from ..artifact import (
 from ..atomic import atomic_write_json
 from ..config import Config, config_from_dict, resolve, saved_values
 from ..errors import ArtifactError, ConfigError
-from .callbacks import Checkpoint, EarlyStopping, ProgressBar, Validation, WeightAverage
+from .callbacks import (
+    Checkpoint,
+    EarlyStopping,
+    ProgressBar,
+    StopAfter,
+    Validation,
+    WeightAverage,
+)
 from .distributed import Dist, from_main, rank_device
 from .engine import amp_dtype
 from .memory import heap_allocations
@@ -147,11 +154,12 @@ def _restore(out: Path, net: _Resumable, optimizer: torch.optim.Optimizer,
 def fit_run(cfg: Config, out: Path, d: Dist, task: Task, optimizer: torch.optim.Optimizer,
             loader: DataLoader, card: dict, validate: Callable[[], float] | None,
             score_name: str, resume: bool, quiet: bool, amp: torch.dtype | None,
-            loss: torch.nn.Module | None = None) -> Trainer:
+            loss: torch.nn.Module | None = None, stop_epoch: int | None = None) -> Trainer:
     """Train `task` to the end of its schedule and keep the weights the config asks for (the
     best by `validate`, higher is better, logged as `score_name`, or the last) in
     out/model.safetensors. Rank 0 validates, checkpoints and prints. `loss`: a loss with
-    weights of its own, kept in the resume checkpoint only."""
+    weights of its own, kept in the resume checkpoint only. stop_epoch: stop after that epoch
+    of the schedule (which still spans train.epochs)."""
     net = task.module
     # the weight average: on rank 0 only, which alone saves the model and the checkpoint
     average = WeightAverage(net, cfg.train.ema) if cfg.train.ema > 0 and d.main else None
@@ -179,12 +187,14 @@ def fit_run(cfg: Config, out: Path, d: Dist, task: Task, optimizer: torch.optim.
         callbacks += [Validation(validate, score_name)] if validate is not None else []
         callbacks += [Checkpoint(save_last, on_best, best, score_name),
                       EarlyStopping(cfg.train.patience, score_name), ProgressBar(not quiet)]
+    if stop_epoch is not None:
+        callbacks.append(StopAfter(stop_epoch))
     trainer = Trainer(task, optimizer, loader, cfg.train.epochs, cfg.train.seed, callbacks,
                       max_seconds=cfg.train.max_minutes * 60, dist=d, amp=amp,
                       compile=cfg.train.compile)
     trainer.history = history
     t0 = time.monotonic()
-    if start_epoch < cfg.train.epochs:
+    if start_epoch < min(cfg.train.epochs, stop_epoch or cfg.train.epochs):
         with heap_allocations():  # no page faults on every step's big tensors (memory.py)
             trainer.fit(start_epoch)
     card["train_seconds"] = round(time.monotonic() - t0, 2)
