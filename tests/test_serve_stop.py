@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="ne
 def test_close_ends_the_workers():
     pool = DecodePool(2)
     pids = pool.pids
-    assert len(pids) == 2 and sorted(children(os.getpid())) >= sorted(pids)
+    assert len(pids) == 2 and set(pids) <= set(children(os.getpid()))
     pool.close()
     assert wait_gone(pids, 2.0) == []
     pool.close()  # twice is harmless

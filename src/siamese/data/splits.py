@@ -99,13 +99,16 @@ def validation_kind(cfg: SplitConfig, rest: int, can_crossfit: bool = True) -> s
     if cfg.val_classes:
         return "classes"
     kind = cfg.validation
+    fits = rest // cfg.folds >= 2  # every fold has two classes (negative pairs), and so
+    # does every fold run's training (rest - a fold >= 2 follows for 2 folds or more)
     if kind == "auto":
         lo, hi = CROSSFIT_CLASSES
         kind = ("samples" if cfg.val_class_fraction == 0 else
-                "crossfit" if can_crossfit and lo <= rest < hi else "classes")
-    if kind == "crossfit" and rest - -(-rest // cfg.folds) < 2:
+                "crossfit" if can_crossfit and fits and lo <= rest < hi else "classes")
+    if kind == "crossfit" and not fits:
         raise ConfigError(f"split.validation crossfit: {rest} training classes are too few "
-                          f"for {cfg.folds} folds; lower split.folds or choose samples")
+                          f"for {cfg.folds} folds of 2 or more; lower split.folds or choose "
+                          "samples")
     return kind
 
 
