@@ -11,7 +11,7 @@ from siamese.config import config_from_dict, resolve
 from siamese.errors import ConfigError
 from siamese.models.renorm import BatchRenorm2d, renormalise
 from siamese.models.siamfc import siamfc_small
-from siamese.training.tracking import build_tracker_net
+from siamese.tracking.net import build_tracker_net
 
 
 def _layer(channels: int = 3) -> BatchRenorm2d:

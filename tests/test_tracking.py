@@ -397,10 +397,12 @@ def test_template_update_is_a_running_average_of_the_exemplars_found():
 
 
 def test_nested_choice_never_looks_at_the_fold_it_scores(monkeypatch):
-    """benchmarks/otb_tracker_settings.py: each fold gets the setting best on the others."""
+    """benchmarks/diagnostics/otb_tracker_settings.py: each fold gets the setting best on the
+    others."""
     from pathlib import Path
 
     monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks" / "diagnostics"))
     from otb_tracker_settings import nested_choice
 
     fold_of = {"A": "A", "B": "B", "C-1": "C", "C-2": "C"}

@@ -10,7 +10,7 @@ from torch import nn
 
 from siamese.config import config_from_dict, resolve
 from siamese.models.siamfc import SiamFC, cross_correlate, siamfc_small
-from siamese.training.tracking import build_tracker_net
+from siamese.tracking.net import build_tracker_net
 
 
 def _pair(seed: int = 0) -> tuple[SiamFC, SiamFC, torch.Tensor, torch.Tensor]:

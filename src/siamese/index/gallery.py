@@ -20,7 +20,6 @@ field, so a damaged file is one `ArtifactError`, never a crash or a silent wrong
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -28,27 +27,21 @@ from pathlib import Path
 import faiss
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import safe_open, save_file
+from safetensors.torch import save_file
 
 from ..atomic import atomic_write
-from ..errors import ArtifactError, ConfigError, DataError
+from ..errors import ConfigError, DataError
 from ..names import display
+from .gallery_file import read_gallery
+from .gallery_format import FORMAT, INDEX_TYPES, PARAMS, _sha
 
-FORMAT = "siamese-gallery"
 VERSION = "2"
-INDEX_TYPES = ("flat", "hnsw", "ivf", "ivfpq")
 IVFPQ_MIN_ITEMS = 10_000  # below this a compressed index saves nothing worth its training
 IVFPQ_MAX_LISTS = 4096  # k-means over more lists takes minutes on 2 cores
 MAX_LABEL_CHARS = 256
 MAX_SOURCE_CHARS = 1024
 REBUILD_FRACTION = 0.25  # rebuild the index once this share of its slots is deleted
-PARAMS = ("hnsw_m", "ef_search", "nprobe", "rerank")
 _ID = re.compile(r"g(\d+)")
-
-
-def _sha(t: torch.Tensor) -> str:
-    return hashlib.sha256(t.numpy().tobytes()).hexdigest()
 
 
 class Gallery:
@@ -297,19 +290,4 @@ class Gallery:
 
     @classmethod
     def load(cls, path: Path, fingerprint: str | None = None) -> Gallery:
-        from .gallery_file import read_gallery
-
         return read_gallery(cls, Path(path), fingerprint)
-
-
-def damaged(path: Path, what: str) -> ArtifactError:
-    return ArtifactError(f"gallery {path} is damaged ({what}); rebuild it from its stored "
-                         "images with 'siamese gallery reindex RUN', or delete the file")
-
-
-def open_safetensors(path: Path):
-    try:
-        return safe_open(str(path), "pt")
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise ArtifactError(f"gallery {path} is unreadable ({str(e)[:60]}); it cannot be "
-                            "repaired: delete it and enroll again") from None

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
 
 from ..errors import ArtifactError
 from ..names import display
-from .gallery import FORMAT, INDEX_TYPES, PARAMS, Gallery, _sha, damaged, open_safetensors
+from .gallery_format import FORMAT, INDEX_TYPES, PARAMS, _sha, damaged, open_safetensors
+
+if TYPE_CHECKING:
+    from .gallery import Gallery
 
 ITEM_KEYS = ("ids", "labels", "sources", "files")
 

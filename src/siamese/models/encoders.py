@@ -147,5 +147,3 @@ def create_encoder(name: str, input_shape: tuple[int, ...], width: int = 64) -> 
 def default_encoder(kind: str) -> str:
     return {"image": "conv4", "audio": "audio_resnet"}.get(kind, "mlp")
 
-
-from . import audio, siamfc  # noqa: E402,F401  registers the audio and tracking encoders

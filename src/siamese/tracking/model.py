@@ -18,6 +18,7 @@ from ..artifact import check_card, read_card, read_weights
 from ..config import TRACKER_SETTINGS, config_from_dict, resolve
 from ..data.otb import check_box, frame_files, read_frames, read_video
 from ..errors import ArtifactError, ConfigError, DataError
+from .net import build_tracker_net
 from .tracker import SiamFCTracker
 
 
@@ -45,8 +46,6 @@ class TrackingModel:
 
     @classmethod
     def load(cls, run: str | Path, device: str = "cpu") -> TrackingModel:
-        from ..training.tracking import build_tracker_net
-
         run = Path(run)
         card = read_card(run)
         if card.get("task") != "tracking":

@@ -35,9 +35,8 @@ from ..data.otb import list_targets, read_frames
 from ..errors import ConfigError
 from ..evaluation.plots import plot_history
 from ..losses.response import balanced_logistic_loss, response_labels
-from ..models.encoders import create_encoder
-from ..models.renorm import renormalise
 from ..models.siamfc import SiamFC
+from ..tracking.net import build_tracker_net
 from .distributed import Dist
 from .run import fit_run, new_card, start_folder, start_run
 from .task import Task
@@ -49,15 +48,6 @@ FAR = 1e4
 RECALIBRATION = 2**31 - 1
 # track.scale_share's pairs: their search crop also cut this many times smaller and larger
 SCALE_CONTRAST = 1.2
-
-
-def build_tracker_net(cfg: Config) -> SiamFC:
-    backbone = create_encoder(cfg.model.encoder, (3, cfg.track.exemplar, cfg.track.exemplar),
-                              cfg.model.width)
-    if cfg.track.norm == "renorm":
-        renormalise(backbone)
-    return SiamFC(backbone, cfg.track.exemplar, cfg.track.search,
-                  shared_norm=cfg.track.norm == "shared")
 
 
 def random_box(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:

@@ -2,7 +2,8 @@
 sequence they are scored on: nested leave one sequence out over the fold runs of
 benchmarks/otb_tracking.py.
 
-    .venv/bin/python benchmarks/otb_tracker_settings.py --runs runs/otb2_fold --seeds 0 1 2 \\
+    .venv/bin/python benchmarks/diagnostics/otb_tracker_settings.py --runs runs/otb2_fold \\
+        --seeds 0 1 2 \\
         --grid track.window_influence=0.176,0.3,0.45 --grid track.scale_penalty=0.9745,0.95 \\
         --out results/otb/tracker_settings.json
 
@@ -24,8 +25,10 @@ import itertools
 import json
 import os
 import statistics
+import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # machine, recipe
 from machine import describe, machine_info
 
 import siamese

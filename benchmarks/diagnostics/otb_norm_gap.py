@@ -7,7 +7,7 @@ cumulative average instead of the momentum's last ~10 batches). `--norm` sets tr
 (default: the recipe's): batch (plain batch norm), shared (the exemplars normalised by the
 search batch's statistics in training) or renorm (batch renormalisation, models/renorm.py).
 
-    .venv/bin/python benchmarks/otb_norm_gap.py --steps 1200 --norm batch \
+    .venv/bin/python benchmarks/diagnostics/otb_norm_gap.py --steps 1200 --norm batch \
         --out results/otb/norm_gap.json
 
 Trains on the other five sequences than --held-out (Dog1), seed 0. Prints one line per tenth
@@ -21,16 +21,20 @@ import argparse
 import copy
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # machine, recipe
 from machine import machine_info
 from recipe import load_recipe
 
 from siamese.config import config_from_dict, resolve
 from siamese.data.otb import list_targets
-from siamese.training.tracking import TrackingTask, build_tracker_net, load_videos
+from siamese.tracking.net import build_tracker_net
+from siamese.training.tracking import TrackingTask, load_videos
 from siamese.training.trainer import cosine_factor
 
 

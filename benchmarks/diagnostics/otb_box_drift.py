@@ -3,8 +3,8 @@ truth, centre error (px) and the box's size over the truth's (sqrt of the areas'
 1: the box is too small). Use a fold run of benchmarks/otb_tracking.py on its held-out
 sequence to see why a target scores what it does (lost, or centred with the wrong size).
 
-    .venv/bin/python benchmarks/otb_box_drift.py runs/otb6_fold_Couple_seed0 --sequence Couple \\
-        --out results/otb/drift_couple_seed0.json
+    .venv/bin/python benchmarks/diagnostics/otb_box_drift.py runs/otb6_fold_Couple_seed0 \\
+        --sequence Couple --out results/otb/drift_couple_seed0.json
 
 Prints every --every-th frame per target and writes JSON (every frame). Skips (exit 0) when
 the sequences are missing. docs/tracking.md.

@@ -3,9 +3,9 @@ the recipe's shape (images: the batch's random affine augmentation included; aud
 crops of 12 s utterances and SpecAugment in the front end), forward + backward + AdamW, timed
 and profiled with torch.profiler; beside it, the fp32 matmul rate of the same cores.
 
-    .venv/bin/python benchmarks/step_profile.py --config configs/librispeech.toml \\
+    .venv/bin/python benchmarks/diagnostics/step_profile.py --config configs/librispeech.toml \\
         --out results/profile_speaker.json
-    .venv/bin/python benchmarks/step_profile.py --config configs/omniglot.toml \\
+    .venv/bin/python benchmarks/diagnostics/step_profile.py --config configs/omniglot.toml \\
         --classes 964 --out results/profile_omniglot.json
 
 Writes JSON (ms per batch, inputs/s, seconds of audio/s, the operators' shares) and prints a
@@ -18,11 +18,14 @@ import argparse
 import contextlib
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # machine, recipe
 from machine import describe, machine_info
 from recipe import load_recipe
 
