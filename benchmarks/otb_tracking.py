@@ -28,11 +28,13 @@ import siamese
 from siamese.artifact import read_card
 from siamese.config import TRACKER_SETTINGS, config_from_dict, resolve, saved_values
 from siamese.data.otb import list_targets
+from siamese.data.tracks import read_tracks
 from siamese.errors import ArtifactError, ConfigError
 from siamese.evaluation.otb import mean_scores
 from siamese.tracking.evaluate import published_scores, track_targets
 from siamese.tracking.plots import plot_otb
-from siamese.training.tracking import TrackingTask, load_videos, recalibrate_norms
+from siamese.training.track_pairs import TrackPairs
+from siamese.training.tracking import TrackingTask, recalibrate_norms
 
 PEERS = {"OpenCV CSRT": "TrackerCSRT_create", "OpenCV KCF": "TrackerKCF_create"}
 
@@ -161,8 +163,10 @@ def _trained_with(run: Path, recipe: dict) -> bool:
 def _recalibrate(model, cfg) -> None:
     """A run trained without track.recalibrate given the recalibration training would have
     ended with (the same batches: the run's seed, its fold's training sequences)."""
-    task = TrackingTask(model.net, load_videos(cfg)[0], cfg)
-    recalibrate_norms(task, cfg.track.recalibrate, cfg.train.batch_size, cfg.train.seed)
+    pairs = TrackPairs(read_tracks(cfg.data.path, cfg.track.sequences or None), cfg.track,
+                       cfg.track.pairs_per_epoch, cfg.train.seed)
+    recalibrate_norms(TrackingTask(model.net, cfg), pairs, cfg.track.recalibrate,
+                      cfg.train.batch_size)
     model.net.eval()
 
 

@@ -19,7 +19,7 @@ from siamese.data.crops import crop
 from siamese.evaluation.otb import SUCCESS_THRESHOLDS, centre_error, iou, score
 from siamese.losses.response import balanced_logistic_loss, response_labels
 from siamese.models.siamfc import SiamFC, cross_correlate, siamfc_small
-from siamese.training.tracking import random_box
+from siamese.training.track_pairs import random_box
 
 OTB = SHARED_DATA / "otb"
 
@@ -346,7 +346,7 @@ def test_negative_pairs_show_another_target_and_have_no_positive():
     """track.negative_share: the search crop is around another video's target (a look-alike)
     and no cell of its map is positive; at 0 every map has its positives."""
     from siamese.config import Config
-    from siamese.training.tracking import TrackingTask
+    from siamese.training.track_pairs import TrackPairs
 
     videos = []
     for k, colour in enumerate([(200, 0, 0), (0, 200, 0)]):
@@ -355,13 +355,12 @@ def test_negative_pairs_show_another_target_and_have_no_positive():
         videos.append(([frame] * 3, np.array([[70, 50, 20, 20]] * 3, float)))
     cfg = Config()
     cfg.track.exemplar, cfg.track.search, cfg.track.object_share = 87, 127, 0.0
-    net = SiamFC(siamfc_small((3, 87, 87), width=4), exemplar=87, search=127)
     for share in (1.0, 0.0):
         cfg.track.negative_share = share
-        task = TrackingTask(net, videos, cfg)
+        pairs = TrackPairs.in_memory(videos, cfg.track)
         rng = np.random.default_rng(0)
         for _ in range(20):
-            z, x, offset = task.pair(rng)
+            z, x, offset = pairs.pair(rng)
             labels = response_labels(17, 8, cfg.track.radius, torch.tensor(offset[None]).float())
             own = int(np.argmax(z[43, 43]))  # the exemplar's target colour channel
             seen = x[58:69, 58:69].reshape(-1, 3).max(0)  # the middle of the search crop
@@ -418,22 +417,41 @@ def test_nested_choice_never_looks_at_the_fold_it_scores(monkeypatch):
         "A": 0.1, "B": 0.5, "C-1": 0.3, "C-2": 0.3}
 
 
-def test_jitter_changes_each_crops_light_within_its_bounds():
-    """track.jitter: out = ((t - mean) * contrast + mean) * gain, clamped; the gains within
-    exp(+-j) x exp(+-j/2), different per crop; 0 draws nothing."""
-    from siamese.config import Config
-    from siamese.training.tracking import TrackingTask
+def test_looks_change_each_crops_light_within_its_bounds():
+    """track.jitter: out = ((t - mean) * contrast + mean) * brightness * channel gain,
+    clamped, on the device; the gains within exp(+-j) x exp(+-j/2), different per crop; a
+    flip mirrors the crops and the offset's x; grey is the channels' mean."""
+    from siamese.config import TrackConfig
+    from siamese.training.track_pairs import TrackPairs, apply_looks
 
-    cfg = Config()
-    cfg.track.jitter = 0.3
-    task = TrackingTask(SiamFC(siamfc_small((3, 87, 87), width=4), 87, 127), [], cfg)
-    t = torch.full((64, 3, 4, 4), 100.0)  # a flat crop: contrast does nothing, gain shows
-    out = task._jitter(t, np.random.default_rng(0))
-    gain = out[:, :, 0, 0] / 100.0
+    pairs = TrackPairs([], TrackConfig(jitter=0.3), 64, 0)
+    rng = np.random.default_rng(0)
+    looks = torch.from_numpy(np.stack([pairs.looks(rng) for _ in range(64)]))
+    plain = looks.clone()
+    plain[:, :2] = 0  # no flip, no grey
+    flat = torch.full((64, 4, 4, 3), 100, dtype=torch.uint8)
+    z, x, _ = apply_looks(flat, flat, torch.zeros(64, 2), plain, torch.arange(64))
+    gain = z[:, :, 0, 0] / 100.0
     assert gain.min() >= math.exp(-0.45) - 1e-6 and gain.max() <= math.exp(0.45) + 1e-6
     assert gain.std(0).min() > 0.05 and (gain[:, 0] != gain[:, 1]).all()
-    assert torch.equal(out, out.clamp(0, 255))
-    ramp = torch.arange(48.0).reshape(1, 3, 4, 4).repeat(64, 1, 1, 1) * 5
-    bright = task._jitter(ramp, np.random.default_rng(1))
-    assert bright.max() <= 255 and bright.min() >= 0
-    assert not torch.allclose(bright, ramp)
+    assert not torch.allclose(z, x)  # exemplar and search crop: each its own light
+    ramp = (torch.arange(48).reshape(4, 4, 3) * 5).to(torch.uint8)[None].repeat(64, 1, 1, 1)
+    offsets = torch.randn(64, 2)
+    z, x, off = apply_looks(ramp, ramp, offsets, looks, torch.arange(64))
+    assert z.max() <= 255 and z.min() >= 0
+    for i in range(8):  # the formula written out, crop by crop
+        t = ramp[i].permute(2, 0, 1).float()
+        if looks[i, 0] > 0.5:
+            t = t.flip(-1)
+        if looks[i, 1] > 0.5:
+            t = t.mean(0, keepdim=True).expand(3, -1, -1)
+        for out, c in ((z, 2), (x, 7)):
+            m = t.mean()
+            want = (((t - m) * looks[i, c] + m) * looks[i, c + 1]
+                    * looks[i, c + 2:c + 5, None, None]).clamp(0, 255)
+            torch.testing.assert_close(out[i], want, atol=1e-4, rtol=1e-5)
+        sign = -1 if looks[i, 0] > 0.5 else 1
+        assert off[i, 0] == sign * offsets[i, 0] and off[i, 1] == offsets[i, 1]
+    assert 0.3 < (looks[:, 0] > 0.5).float().mean() < 0.7
+    none = TrackPairs([], TrackConfig(jitter=0.0), 64, 0).looks(rng)
+    assert (none[2:] == 1).all()  # no jitter: lit as it is

@@ -105,25 +105,27 @@ def _recalibration_task():
     cfg = Config()
     cfg.track.exemplar, cfg.track.search = 87, 127
     torch.manual_seed(0)
-    return TrackingTask(SiamFC(siamfc_small((3, 87, 87), width=4), 87, 127), videos, cfg)
+    from siamese.training.track_pairs import TrackPairs
+
+    return (TrackingTask(SiamFC(siamfc_small((3, 87, 87), width=4), 87, 127), cfg),
+            TrackPairs.in_memory(videos, cfg.track, seed=7))
 
 
 def test_recalibration_is_the_average_over_its_batches_of_search_crops():
     from siamese.training.tracking import RECALIBRATION, recalibrate_norms
-    from siamese.training.trainer import batch_generator
 
-    task = _recalibration_task()
+    task, pairs = _recalibration_task()
     net = task.module
     net.eval()
     conv, first = net.backbone[0], net.backbone[1]
     first.running_mean.fill_(5.0)  # stale averages, to be replaced
-    recalibrate_norms(task, 3, 4, seed=7)
+    recalibrate_norms(task, pairs, 3, 4)
     # by hand: the first layer's outputs on the same batches, their per-channel means
     # averaged over the batches, and their unbiased variances likewise
     means, variances = [], []
     with torch.no_grad():
         for b in range(3):
-            x = task.batch(4, batch_generator(7, RECALIBRATION, b))[1]
+            x = task.prepare(pairs.batch(RECALIBRATION * pairs.n + 4 * b, 4))[1]
             h = conv(x / 255.0)
             n = h.numel() / h.shape[1]
             means.append(h.mean((0, 2, 3)))

@@ -9,10 +9,25 @@ import torch.nn.functional as F
 from siamese.config import Config
 from siamese.losses.response import balanced_logistic_loss, response_labels
 from siamese.models.siamfc import SiamFC, siamfc_small
-from siamese.training.tracking import SCALE_CONTRAST, TrackingTask
+from siamese.training.track_pairs import SCALE_CONTRAST, TrackPairs
+from siamese.training.tracking import TrackingTask
 
 
-def _task(share: float, stretch: float = 0.0, jitter: float = 0.0) -> TrackingTask:
+class Rig:
+    """A task and its pairs (in memory): pair() draws one, batch() a prepared batch."""
+
+    def __init__(self, task: TrackingTask, pairs: TrackPairs) -> None:
+        self.task, self.pairs, self.model, self.cfg = task, pairs, task.model, task.cfg
+        self.loss = task.loss
+
+    def pair(self, rng, scaled=None):
+        return self.pairs.pair(rng, scaled)
+
+    def batch(self, n: int, seed: int):
+        return self.task.prepare(self.pairs.batch(seed * 10_000, n))
+
+
+def _task(share: float, stretch: float = 0.0, jitter: float = 0.0) -> Rig:
     frame = np.full((160, 200, 3), 40, np.uint8)
     frame[70:90, 90:110] = (220, 30, 30)  # a 20 x 20 red target
     videos = [([frame] * 4, np.array([[90, 70, 20, 20]] * 4, float))]
@@ -21,7 +36,8 @@ def _task(share: float, stretch: float = 0.0, jitter: float = 0.0) -> TrackingTa
     k.exemplar, k.search, k.object_share, k.still_share = 87, 127, 0.0, 1.0
     k.scale_share, k.stretch, k.jitter = share, stretch, jitter
     torch.manual_seed(0)
-    return TrackingTask(SiamFC(siamfc_small((3, 87, 87), width=4), 87, 127), videos, cfg)
+    return Rig(TrackingTask(SiamFC(siamfc_small((3, 87, 87), width=4), 87, 127), cfg),
+               TrackPairs.in_memory(videos, k))
 
 
 def _extent(crop: np.ndarray) -> int:
@@ -75,8 +91,8 @@ def test_a_share_of_zero_draws_nothing_and_returns_no_scale_pairs():
         scaled = []
         a, b = off.pair(r1, scaled), off.pair(r2)
         assert scaled == [] and all(np.array_equal(p, q) for p, q in zip(a, b, strict=True))
-    assert off.batch(6, torch.Generator().manual_seed(0))[3] is None
-    z, x, offsets, scales = on.batch(6, torch.Generator().manual_seed(0))
+    assert off.batch(6, 0)[3] is None
+    z, x, offsets, scales = on.batch(6, 0)
     assert z.shape[0] == 6 and x.shape[0] == 18 and offsets.shape == (6, 2)
     assert scales[0].tolist() == list(range(6))
 
@@ -84,7 +100,7 @@ def test_a_share_of_zero_draws_nothing_and_returns_no_scale_pairs():
 def test_a_scale_pairs_crops_share_its_flip_and_grey():
     task = _task(0.5, jitter=0.3)
     for seed in range(4):
-        z, x, offsets, scales = task.batch(16, torch.Generator().manual_seed(seed))
+        z, x, offsets, scales = task.batch(16, seed)
         which, m = scales[0], len(scales[0])
         for k, i in enumerate(which.tolist()):
             trio = [x[i], x[16 + k], x[16 + m + k]]
@@ -104,7 +120,7 @@ def test_a_scale_pairs_crops_share_its_flip_and_grey():
 def test_the_loss_adds_the_peaks_cross_entropy_to_the_map_loss():
     task = _task(0.5, stretch=0.2, jitter=0.3)
     task.model.eval()  # every crop through the running statistics: crops are independent
-    z, x, offsets, scales = task.batch(8, torch.Generator().manual_seed(1))
+    z, x, offsets, scales = task.batch(8, 1)
     got = task.loss(z, x, offsets, scales)
     n, (which, truth) = len(offsets), scales
     m = len(which)

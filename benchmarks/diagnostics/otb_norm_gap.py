@@ -33,8 +33,10 @@ from recipe import load_recipe
 
 from siamese.config import config_from_dict, resolve
 from siamese.data.otb import list_targets
+from siamese.data.tracks import read_tracks
 from siamese.tracking.net import build_tracker_net
-from siamese.training.tracking import TrackingTask, load_videos
+from siamese.training.track_pairs import TrackPairs
+from siamese.training.tracking import TrackingTask
 from siamese.training.trainer import cosine_factor
 
 
@@ -61,20 +63,22 @@ def main() -> None:
         recipe["track"]["norm"] = args.norm
     cfg = resolve(config_from_dict(recipe))
     torch.manual_seed(cfg.train.seed)
-    videos, _ = load_videos(cfg)
+    b = cfg.train.batch_size
+    pairs = TrackPairs(read_tracks(cfg.data.path, cfg.track.sequences), cfg.track,
+                       cfg.track.pairs_per_epoch, cfg.train.seed)
     net = build_tracker_net(cfg).to(memory_format=torch.channels_last)
-    task = TrackingTask(net, videos, cfg)
+    task = TrackingTask(net, cfg)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.train.lr,
                             weight_decay=cfg.train.weight_decay)
-    fixed_gen = torch.Generator().manual_seed(123)
-    fixed = [task.batch(cfg.train.batch_size, fixed_gen) for _ in range(8)]
+    # fixed batches and the recomputation's: "epochs" no training step draws from
+    fixed = [task.prepare(pairs.batch((10**6 + k) * pairs.n, b)) for k in range(8)]
 
     def tracking_mode_loss() -> float:
         net.eval()
         total = 0.0
         with torch.no_grad():
-            for pairs in fixed:
-                total += float(task.loss(*pairs))
+            for batch in fixed:
+                total += float(task.loss(*batch))
         net.train()
         return total / len(fixed)
 
@@ -85,10 +89,9 @@ def main() -> None:
         for m in norms:
             m.reset_running_stats()
             m.momentum = None  # a cumulative average
-        gen = torch.Generator().manual_seed(999)
         with torch.no_grad():
-            for _ in range(args.recompute):
-                net.embed(task.batch(cfg.train.batch_size, gen)[1])
+            for k in range(args.recompute):
+                net.embed(task.prepare(pairs.batch(2 * 10**6 * pairs.n + k * b, b))[1])
         loss = tracking_mode_loss()
         for m in norms:
             m.momentum = 0.1
@@ -101,8 +104,7 @@ def main() -> None:
         lr = cfg.train.lr * cosine_factor(step / args.steps)
         for g in opt.param_groups:
             g["lr"] = lr
-        loss = task.step([torch.zeros(cfg.train.batch_size)],  # a batch: only its size counts
-                         torch.Generator().manual_seed(step))
+        loss = task.step(pairs.batch(step * b, b), torch.Generator())
         opt.zero_grad()
         loss.backward()
         opt.step()

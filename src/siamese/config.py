@@ -21,7 +21,9 @@ from .errors import ConfigError
 
 @dataclass
 class DataConfig:
-    path: str = ""  # "" = scikit-learn's bundled digits; else a folder, .zip, .csv or .npy
+    # "" = scikit-learn's bundled digits; else a folder, .zip, .csv or .npy; tracking: a
+    # folder of videos, or a list of them
+    path: str | list[str] = ""
     label_column: str = "label"  # CSV: column name; NPY: column index (default: the last one)
     image_size: int = 32  # images are resized to image_size x image_size
     channels: int = 0  # 1 (grey) or 3 (RGB); 0 = 1 if every image is grey, else 3
@@ -178,6 +180,11 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
     text = str(typ)
     if value is None and "None" in text:
         return None
+    if text == "str | list[str]":  # one path, or several
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            return list(value)
     if "list[str]" in text:
         if isinstance(value, str):
             value = [v for v in value.split(",") if v]
@@ -285,6 +292,9 @@ def resolve(cfg: Config) -> Config:
                           "regression or tracking")
     if cfg.train.task == "tracking":
         return resolve_tracking(cfg)
+    if isinstance(cfg.data.path, list):
+        raise ConfigError("data.path: several folders are for train.task tracking; give one "
+                          "folder, .zip, .csv or .npy")
     if cfg.loss.name == "auto":
         cfg.loss.name = ("mse" if cfg.train.task == "regression" else
                          "pair" if cfg.data.pairs else "triplet")

@@ -1,7 +1,10 @@
-"""SiamFC training (train.task = "tracking") on sequences in the OTB layout.
+"""SiamFC training (train.task = "tracking") on videos in the OTB, GOT-10k or LaSOT layout
+(data/tracks.py; data.path may list several roots).
 
-Each step draws its pairs from the step's own generator (seeded by seed, epoch and batch, so a
-resumed run draws the same): a target uniformly among the training targets, an exemplar frame,
+DataLoader workers cut the pairs from frames they decode on demand (training/track_pairs.py);
+each pair has its own generator (seeded by seed, epoch and the pair's index, so a resumed run
+draws the same, whatever the workers): a track uniformly among the tracks, an exemplar frame
+among its visible ones,
 a search frame at most `track.max_gap` frames away (or, for a `still_share` of pairs, the same
 frame: a still image made into a pseudo-video by the random shift and scale below; for an
 `object_share` of pairs, a still pair around a random box of the frame, any object or texture,
@@ -11,7 +14,8 @@ the net learns that a look-alike is not the target, as in DaSiamRPN's distractor
 exemplar is the target with context at 127 px; the search crop is centred off the target by up
 to `track.shift` px and scaled by up to `track.stretch`, so the net must find it; both crops
 are flipped together half the time and turned grey together a tenth of the time; with
-`jitter` > 0 each crop gets its own brightness, contrast and colour gains. The loss is
+`jitter` > 0 each crop gets its own brightness, contrast and colour gains (these on the
+training device, from draws made with the pair). The loss is
 the balanced logistic loss on the response map (losses/response.py). For a `scale_share` of
 the pairs the search crop is also cut SCALE_CONTRAST times smaller and larger around the same
 point (the same flip and light): the tracker picks the scale whose response peaks highest, so
@@ -23,15 +27,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..artifact import save_tensors, write_card
 from ..config import Config
-from ..data.crops import centre_of, context_size, crop, frame_mean
-from ..data.loader import IndexedSamples, ShuffledBatches, make_loader
-from ..data.otb import list_targets, read_frames
+from ..data.loader import default_workers, make_loader
+from ..data.tracks import read_tracks
 from ..errors import ConfigError
 from ..evaluation.plots import plot_history
 from ..losses.response import balanced_logistic_loss, response_labels
@@ -40,142 +42,35 @@ from ..tracking.net import build_tracker_net
 from .distributed import Dist
 from .run import fit_run, new_card, start_folder, start_run
 from .task import Task
-from .trainer import batch_generator
+from .track_pairs import PairBatches, TrackPairs, apply_looks
 
-# the offset of a target that is not in the search crop: no cell of its map is positive
-FAR = 1e4
-# recalibrate_norms' batches: their generators' "epoch", apart from training's
+# recalibrate_norms' batches: their pairs' "epoch", one no training run reaches
 RECALIBRATION = 2**31 - 1
-# track.scale_share's pairs: their search crop also cut this many times smaller and larger
-SCALE_CONTRAST = 1.2
-
-
-def random_box(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
-    """A box inside a frame of this shape: its area 0.5% to 10% of the frame's, its aspect
-    ratio 1:3 to 3:1 (about the range of tracked targets)."""
-    fh, fw = shape[:2]
-    area = fh * fw * float(np.exp(rng.uniform(np.log(0.005), np.log(0.1))))
-    aspect = float(np.exp(rng.uniform(-np.log(3), np.log(3))))
-    w = min(np.sqrt(area * aspect), fw - 1.0)
-    h = min(np.sqrt(area / aspect), fh - 1.0)
-    return np.array([rng.uniform(0, fw - w), rng.uniform(0, fh - h), w, h])
 
 
 class TrackingTask(Task):
+    """Batches of pairs (TrackPairs: uint8 crops and each pair's looks) -> on the device,
+    the looks applied, the response map's loss (and the scale pairs' cross-entropy)."""
+
     inputs_per_sample = 2
 
-    def __init__(self, net: SiamFC, videos: list[tuple[list[np.ndarray], np.ndarray]],
-                 cfg: Config, device: str = "cpu", rank: int = 0) -> None:
+    def __init__(self, net: SiamFC, cfg: Config, device: str = "cpu") -> None:
         self.model = self.module = net
-        self.videos, self.cfg, self.device, self.rank = videos, cfg.track, device, rank
-        self.means = [frame_mean(frames[0]) for frames, _ in videos]
+        self.cfg, self.device = cfg.track, device
 
-    def pair(self, rng: np.random.Generator, scaled: list | None = None
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """-> exemplar crop, search crop (uint8 HWC), the target's offset (x, y) from the
-        search crop's centre in crop pixels (FAR where the target is not in the crop). For a
-        track.scale_share of the pairs (drawn only where `scaled` is a list), the search crop
-        cut SCALE_CONTRAST times smaller and larger is appended to `scaled` with the index (0
-        smaller, 1 as returned, 2 larger) of the one where the target has the exemplar's scale."""
-        k = self.cfg
-        v = int(rng.integers(len(self.videos)))
-        frames, boxes = self.videos[v]
-        i = int(rng.integers(len(boxes)))
-        j = i if rng.random() < k.still_share else int(np.clip(
-            i + rng.integers(-k.max_gap, k.max_gap + 1), 0, len(boxes) - 1))
-        box_i, box_j = boxes[i], boxes[j]
-        if rng.random() < k.object_share:  # any object or texture of the frame, held still
-            j, box_i = i, random_box(frames[i].shape, rng)
-            box_j = box_i
-        (cx, cy), (w, h) = centre_of(box_i), box_i[2:]
-        z = crop(frames[i], cx, cy, context_size(w, h, k.context), k.exemplar, self.means[v])
-        # another target's crop: a look-alike, not the target (no draw when the share is 0;
-        # with one training target, a random box of one of its frames)
-        if k.negative_share and rng.random() < k.negative_share:
-            u = (v + 1 + int(rng.integers(len(self.videos) - 1))) % len(self.videos) \
-                if len(self.videos) > 1 else v
-            frames_u, boxes_u = self.videos[u]
-            j = int(rng.integers(len(boxes_u)))
-            box_u = boxes_u[j] if u != v else random_box(frames_u[j].shape, rng)
-            x, _ = self._search(frames_u[j], box_u, self.means[u], rng)
-            return z, x, np.full(2, FAR)
-        contrast = scaled is not None and k.scale_share and rng.random() < k.scale_share
-        x, offset = self._search(frames[j], box_j, self.means[v], rng,
-                                 scaled if contrast else None)
-        return z, x, offset
-
-    def _search(self, frame: np.ndarray, box: np.ndarray, mean, rng: np.random.Generator,
-                scaled: list | None = None):
-        """The search crop around a box, shifted by up to track.shift px and scaled by up to
-        track.stretch -> the crop and the box centre's offset from the crop's centre. With
-        `scaled`, the same point cut SCALE_CONTRAST times smaller and larger is appended to
-        it, with the index of the crop whose scale is nearest the exemplar's (see pair)."""
-        k = self.cfg
-        (cx, cy), (w, h) = centre_of(box), box[2:]
-        stretch = float(np.exp(rng.uniform(-1, 1) * np.log1p(k.stretch)))
-        side = context_size(w, h, k.context) * k.search / k.exemplar * stretch
-        offset = rng.uniform(-k.shift, k.shift, 2)
-        # the crop's centre is the target's centre minus the offset (in frame pixels)
-        a = side / k.search
-        cx, cy = cx - offset[0] * a, cy - offset[1] * a
-        if scaled is not None:
-            factors = np.array([1 / SCALE_CONTRAST, 1.0, SCALE_CONTRAST])
-            scaled.append(([crop(frame, cx, cy, side * f, k.search, mean)
-                            for f in factors[::2]],
-                           int(np.argmin(np.abs(np.log(stretch * factors))))))
-        return crop(frame, cx, cy, side, k.search, mean), offset
-
-    def batch(self, n: int, gen: torch.Generator) -> tuple:
-        """-> exemplars (n), search crops (n, then the scale pairs' smaller and larger
-        crops), offsets (n, 2), and None or the scale pairs' (indices, true-scale index)."""
-        # the step's generator is the same on every rank: each rank draws its own pairs
-        rng = np.random.default_rng([int(torch.randint(2 ** 62, (1,), generator=gen)),
-                                     self.rank])
-        zs, xs, offsets, which, truth, extra = [], [], [], [], [], [[], []]
-        for i in range(n):
-            scaled = [] if self.cfg.scale_share else None
-            for out, item in zip((zs, xs, offsets), self.pair(rng, scaled), strict=True):
-                out.append(item)
-            if scaled:
-                which.append(i)
-                truth.append(scaled[0][1])
-                for out, item in zip(extra, scaled[0][0], strict=True):
-                    out.append(item)
-        z = torch.from_numpy(np.stack(zs)).permute(0, 3, 1, 2).float()
-        x = torch.from_numpy(np.stack(xs + extra[0] + extra[1])).permute(0, 3, 1, 2).float()
-        off = torch.from_numpy(np.stack(offsets)).float()
-        # a scale pair's three crops share their pair's flip, grey and light
-        src = torch.cat([torch.arange(n), torch.tensor(which * 2, dtype=torch.long)])
-        flip = torch.from_numpy(rng.random(n) < 0.5)
-        z[flip], x[flip[src]] = z[flip].flip(-1), x[flip[src]].flip(-1)
-        off[flip, 0] = -off[flip, 0]
-        grey = torch.from_numpy(rng.random(n) < 0.1)
-        z[grey] = z[grey].mean(1, keepdim=True).expand(-1, 3, -1, -1)
-        x[grey[src]] = x[grey[src]].mean(1, keepdim=True).expand(-1, 3, -1, -1)
-        if self.cfg.jitter > 0:  # each crop its own light: the target's look changes
-            z, x = self._jitter(z, rng), self._jitter(x, rng, src)
-        cl = torch.channels_last
-        scales = (torch.tensor(which), torch.tensor(truth)) if which else None
-        return z.contiguous(memory_format=cl), x.contiguous(memory_format=cl), off, scales
-
-    def _jitter(self, t: torch.Tensor, rng: np.random.Generator,
-                src: torch.Tensor | None = None) -> torch.Tensor:
-        """Each crop's brightness and contrast scaled by exp(U(-j, j)), each colour channel's
-        gain by a further exp(U(-j/2, j/2)) (j = track.jitter), kept in [0, 255]. With `src`,
-        crop i takes the draws of crop src[i] (one draw per distinct crop)."""
-        j = self.cfg.jitter
-        n = t.shape[0] if src is None else int(src.max()) + 1
-        pick = slice(None) if src is None else src
-
-        def draw(*shape, s=j):
-            return torch.from_numpy(np.exp(rng.uniform(-s, s, shape))).float()[pick]
-
-        gain = draw(n, 1, 1, 1) * draw(n, 3, 1, 1, s=j / 2)
-        mean = t.mean((1, 2, 3), keepdim=True)
-        return (((t - mean) * draw(n, 1, 1, 1) + mean) * gain).clamp(0, 255)
+    def prepare(self, batch) -> tuple:
+        """A TrackPairs batch -> (z, x, offsets, scales) on the device, the looks applied."""
+        z, x, offsets, looks, scales = batch
+        dev = self.device
+        n = len(offsets)
+        src = torch.arange(n) if scales is None else torch.cat([torch.arange(n),
+                                                                scales[0], scales[0]])
+        z, x, offsets = apply_looks(z.to(dev, non_blocking=True), x.to(dev, non_blocking=True),
+                                    offsets.to(dev), looks.to(dev), src.to(dev))
+        return z, x, offsets, scales
 
     def step(self, batch, gen: torch.Generator) -> torch.Tensor:
-        return self.loss(*self.batch(len(batch[0]), gen))
+        return self.loss(*self.prepare(batch))
 
     def loss(self, z: torch.Tensor, x: torch.Tensor, offsets: torch.Tensor,
              scales: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
@@ -187,7 +82,8 @@ class TrackingTask(Task):
         if scales is not None:  # one forward pass: the extra crops share the batch's norm
             z = torch.cat([z, z[scales[0]], z[scales[0]]])
         logits = self.model(z.to(self.device), x.to(self.device)).float()
-        labels = response_labels(logits.shape[-1], self.module.stride, self.cfg.radius, offsets)
+        labels = response_labels(logits.shape[-1], self.module.stride, self.cfg.radius,
+                                 offsets.cpu())
         loss = balanced_logistic_loss(logits[:n], labels.to(logits.device))
         if scales is None:
             return loss
@@ -196,7 +92,8 @@ class TrackingTask(Task):
         return loss + F.cross_entropy(trio, scales[1].to(trio.device))
 
 
-def recalibrate_norms(task: TrackingTask, batches: int, batch_size: int, seed: int) -> None:
+def recalibrate_norms(task: TrackingTask, pairs: TrackPairs, batches: int,
+                      batch_size: int) -> None:
     """The batch-norm running averages recomputed with the net's present weights: a
     cumulative average over `batches` batches of training search crops (drawn as in training,
     from generators apart from training's). In training they trail the weights by about
@@ -213,27 +110,13 @@ def recalibrate_norms(task: TrackingTask, batches: int, batch_size: int, seed: i
     try:
         with torch.no_grad():
             for b in range(batches):
-                x = task.batch(batch_size, batch_generator(seed, RECALIBRATION, b))[1]
-                net.embed(x.to(task.device))
+                x = task.prepare(pairs.batch(RECALIBRATION * pairs.n + b * batch_size,
+                                             batch_size))[1]
+                net.embed(x)
     finally:
         for m, momentum in zip(norms, momenta, strict=True):
             m.momentum = momentum
         net.train(was)
-
-
-def load_videos(cfg: Config) -> tuple[list, list[str]]:
-    """The training targets' frames (decoded once, in memory) and boxes."""
-    targets = list_targets(Path(cfg.data.path), cfg.track.sequences or None)
-    cache: dict[Path, list[np.ndarray]] = {}
-    videos = []
-    for t in targets:
-        if t.sequence not in cache:
-            cache[t.sequence] = read_frames(t.frames)
-        frames = cache[t.sequence]
-        n = min(len(frames), len(t.boxes))
-        valid = [i for i in range(n) if t.boxes[i][2] > 0 and t.boxes[i][3] > 0]
-        videos.append(([frames[i] for i in valid], t.boxes[valid]))
-    return videos, [t.name for t in targets]
 
 
 def train_tracking(cfg: Config, out: Path, d: Dist, resume: bool, force: bool,
@@ -244,31 +127,34 @@ def train_tracking(cfg: Config, out: Path, d: Dist, resume: bool, force: bool,
     if not cfg.data.path:
         raise ConfigError("train.task tracking needs --data: a folder of sequences in the OTB "
                           "layout (<Seq>/img/0001.jpg, <Seq>/groundtruth_rect.txt)")
-    videos, names = load_videos(cfg)
+    tracks = read_tracks(cfg.data.path, cfg.track.sequences or None)
+    names = [t.name for t in tracks]
     net = build_tracker_net(cfg).to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.train.lr,
                                   weight_decay=cfg.train.weight_decay)
     k = cfg.track
-    batches = ShuffledBatches(k.pairs_per_epoch, cfg.train.batch_size, cfg.train.seed, d.rank,
-                              d.world)
+    batches = PairBatches(k.pairs_per_epoch, cfg.train.batch_size, cfg.train.seed, d.rank,
+                          d.world)
+    pairs = TrackPairs(tracks, k, k.pairs_per_epoch, cfg.train.seed)
+    n_workers = cfg.train.workers if cfg.train.workers >= 0 else default_workers()
     start_folder(out, cfg, {"mode": "sequences", "train": names}, d, resume, force)
-    card = new_card(cfg, d, 0, amp,
+    card = new_card(cfg, d, n_workers, amp,
                     preprocessing={"kind": "tracking", "input_shape": [3, k.exemplar,
                                                                        k.exemplar],
                                    "mean": [0.0] * 3, "std": [255.0] * 3},
                     classes=[], data={"kind": "tracking", "targets": names,
-                                      "frames": sum(len(b) for _, b in videos)},
+                                      "frames": sum(len(t.usable) for t in tracks),
+                                      "layouts": sorted({t.layout for t in tracks})},
                     tracking={"exemplar": k.exemplar, "search": k.search,
                               "response_size": net.response_size, "stride": net.stride},
                     split={"mode": "sequences", "train": names})
-    loader = make_loader(IndexedSamples(torch.zeros(k.pairs_per_epoch, 1),
-                                        np.zeros(k.pairs_per_epoch)), batches, 0)
-    task = TrackingTask(net, videos, cfg, device, d.rank)
+    loader = make_loader(pairs, batches, n_workers, pin_memory=device.startswith("cuda"))
+    task = TrackingTask(net, cfg, device)
     fit_run(cfg, out, d, task, optimizer, loader, card, None, "none", resume, quiet, amp)
     if not d.main:
         return None
     if k.recalibrate:  # the kept weights' own averages
-        recalibrate_norms(task, k.recalibrate, cfg.train.batch_size, cfg.train.seed)
+        recalibrate_norms(task, pairs, k.recalibrate, cfg.train.batch_size)
         save_tensors(out / "model.safetensors", net.state_dict())
         card["recalibrated_batches"] = k.recalibrate
     card["status"] = "trained"
