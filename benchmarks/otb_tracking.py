@@ -1,14 +1,22 @@
-"""OTB tracking, leave one sequence out: for each of the six sequences, train configs/otb.toml
-on the other five within the budget, then track the held-out sequence's targets from their
-first true box (Jogging's two targets are one fold); beside it, in the same run and scored by
-the same code: OpenCV's CSRT and KCF trackers from the same first box, and the published
-trackers' results shipped with the sequences.
+"""OTB tracking on targets no run trained on: train configs/otb.toml within the budget, then
+track each held-out target from its first true box; beside it, in the same run and scored by
+the same code: OpenCV's CSRT and KCF, NanoTrack v2 (a pretrained Siamese tracker that OpenCV
+runs, from <data-dir>/peers/nanotrack_v2; left out where absent) from the same first box, and
+the published trackers' results shipped with the sequences.
 
-    .venv/bin/python benchmarks/otb_tracking.py --budget-minutes 5 --seeds 3 \\
+    .venv/bin/python benchmarks/otb_tracking.py --protocol loo --budget-minutes 5 --seeds 3 \\
         --out results/otb_tracking.json
 
-Writes JSON (per seed, fold and target), success and precision plots (next to --out), and
-prints a markdown table. Skips (exit 0) when the sequences are missing.
+Protocols (--protocol):
+- loo (leave one sequence out): for each of the six otb/ sequences, train on track_train/
+  plus the other five (Jogging's two targets are one fold);
+- cross (cross-dataset): train on track_train/ alone, one run a seed, and track all seven;
+- otb-loo: as loo without track_train/ (the protocol of docs/tracking.md's older figures).
+
+Writes JSON (per seed, fold and target, each frame's confidence and IoU), success and
+precision plots (next to --out), and prints a markdown table with how well the confidence
+tells a lost target (IoU <= 0.1) from a found one (ROC AUC over frames). Skips (exit 0) when
+the sequences are missing.
 """
 
 from __future__ import annotations
@@ -36,14 +44,26 @@ from siamese.tracking.plots import plot_otb
 from siamese.training.track_pairs import TrackPairs
 from siamese.training.tracking import TrackingTask, recalibrate_norms
 
-PEERS = {"OpenCV CSRT": "TrackerCSRT_create", "OpenCV KCF": "TrackerKCF_create"}
+PEERS = {"OpenCV CSRT": "TrackerCSRT_create", "OpenCV KCF": "TrackerKCF_create",
+         "NanoTrack v2": "TrackerNano_create"}
 
 
-def opencv_tracker(name: str):
+def _create(name: str, data_dir: Path):
+    import cv2
+
+    if name != "NanoTrack v2":
+        return getattr(cv2, PEERS[name])()
+    p = cv2.TrackerNano.Params()
+    p.backbone = str(data_dir / "peers" / "nanotrack_v2" / "backbone.onnx")
+    p.neckhead = str(data_dir / "peers" / "nanotrack_v2" / "head.onnx")
+    return cv2.TrackerNano.create(p)
+
+
+def opencv_tracker(name: str, data_dir: Path):
     import cv2
 
     def track(frames, box):
-        t = getattr(cv2, PEERS[name])()
+        t = _create(name, data_dir)
         bgr = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames]
         out = np.zeros((len(frames), 4))
         out[0] = box
@@ -67,33 +87,39 @@ def main() -> None:
                          "trained with this very recipe, seed and held-out sequence (the "
                          "tracker's own settings may differ: the recipe's are used; so may "
                          "track.recalibrate where the run has none: it is done here)")
+    ap.add_argument("--protocol", choices=["loo", "cross", "otb-loo"], default="loo")
     ap.add_argument("--config", default="configs/otb.toml")
     ap.add_argument("--out", default="results/otb_tracking.json")
     ap.add_argument("--runs", default="runs/otb_fold", help="run folders: <runs>_<seq>_seed<k>")
     ap.add_argument("--data-dir", default=os.environ.get("SIAMESE_DATA", "../shared/data"))
     ap.add_argument("--folds", nargs="+", help="only these held-out sequences")
-    ap.add_argument("--no-peers", action="store_true", help="leave out OpenCV CSRT and KCF")
+    ap.add_argument("--no-peers", action="store_true", help="leave out the peers")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     args = ap.parse_args()
-    root = Path(args.data_dir) / "otb"
-    if not root.is_dir():
-        print(f"skipped: {root} not found (set --data-dir or SIAMESE_DATA)")
+    data_dir = Path(args.data_dir)
+    root, extra = data_dir / "otb", data_dir / "track_train"
+    if not root.is_dir() or (args.protocol != "otb-loo" and not extra.is_dir()):
+        print(f"skipped: {root} or {extra} not found (set --data-dir or SIAMESE_DATA)")
         return
-    cfg = load_recipe(args.config, [f"data.path={json.dumps(str(root))}",
-                                    f"train.max_minutes={args.budget_minutes}", *args.set])
+    roots = {"loo": [root, extra], "cross": [extra], "otb-loo": [root]}[args.protocol]
+    cfg = load_recipe(args.config, [f"train.max_minutes={args.budget_minutes}", *args.set])
+    cfg["data"]["path"] = [str(r) for r in roots] if len(roots) > 1 else str(roots[0])
     targets = list_targets(root)
     sequences = sorted({t.sequence.name for t in targets})
-    folds = args.folds or sequences
+    videos = sorted({t.video for t in read_tracks(roots)})
+    folds = ["all"] if args.protocol == "cross" else (args.folds or sequences)
     result = {"machine": machine_info(), "budget_minutes": args.budget_minutes, "recipe": cfg,
-              "folds": folds, "seeds": [], "peers": {},
+              "protocol": args.protocol, "folds": folds, "seeds": [], "peers": {},
               "published": {k: v["mean"] | {"targets": {n: {"success_auc": s["success_auc"],
                                                              "precision_20": s["precision_20"]}
                                                          for n, s in v["targets"].items()}}
                             for k, v in published_scores(targets).items()}}
-    held = [t for t in targets if t.sequence.name in folds]
+    held = [t for t in targets if t.sequence.name in folds or folds == ["all"]]
     if not args.no_peers:
         for name in PEERS:
-            per = track_targets(opencv_tracker(name), held, quiet=True)
+            if name == "NanoTrack v2" and not (data_dir / "peers" / "nanotrack_v2").is_dir():
+                continue
+            per = track_targets(opencv_tracker(name, data_dir), held, quiet=True)
             result["peers"][name] = {"targets": {k: _brief(v) for k, v in per.items()},
                                      **_summary(per)}
             print(f"{name}: success AUC {result['peers'][name]['success_auc']:.3f}", flush=True)
@@ -101,7 +127,7 @@ def main() -> None:
         per, train_rates = {}, []
         for seq in folds:
             cfg["train"]["seed"] = seed
-            cfg.setdefault("track", {})["sequences"] = [s for s in sequences if s != seq]
+            cfg.setdefault("track", {})["sequences"] = [v for v in videos if v != seq]
             run = Path(f"{args.runs}_{seq}_seed{seed}")
             if args.reuse and _trained_with(run, cfg):  # tracked with the recipe's settings
                 resolved = resolve(config_from_dict(cfg))
@@ -114,7 +140,8 @@ def main() -> None:
             hist = model.card["history"]
             train_rates.append(sum(h["images"] for h in hist) / 2
                                / max(sum(h["seconds"] for h in hist), 1e-9))
-            fold = track_targets(model.track, [t for t in targets if t.sequence.name == seq],
+            fold = track_targets(lambda f, b, m=model: m.track(f, b, confidence=True),
+                                 [t for t in held if seq in ("all", t.sequence.name)],
                                  quiet=True)
             per.update(fold)
             for k, v in fold.items():
@@ -122,7 +149,7 @@ def main() -> None:
                       f"{v['precision_20']:.3f}, {v['fps']:.0f} frames/s", flush=True)
         result["seeds"].append({"seed": seed, "targets": {k: _brief(v) for k, v in per.items()},
                                 "train_pairs_per_second": statistics.mean(train_rates),
-                                **_summary(per)})
+                                "confidence": confidence_summary(per), **_summary(per)})
     seeds = result["seeds"]
     result["mean_success_auc"] = statistics.mean(s["success_auc"] for s in seeds)
     result["mean_precision_20"] = statistics.mean(s["precision_20"] for s in seeds)
@@ -171,7 +198,28 @@ def _recalibrate(model, cfg) -> None:
 
 
 def _brief(r: dict) -> dict:
-    return {k: r[k] for k in ("success_auc", "precision_20", "fps", "frames")}
+    return {k: r[k] for k in ("success_auc", "precision_20", "fps", "frames", "confidence",
+                              "iou") if k in r}
+
+
+def confidence_summary(per: dict) -> dict:
+    """How well each frame's confidence tells a lost target (IoU <= 0.1) from a found one
+    (IoU > 0.5): ROC AUC over the frames after the first; and by confidence bin, the share
+    of frames whose IoU is above 0.5 (is the confidence a probability of that?)."""
+    from sklearn.metrics import roc_auc_score
+
+    c = np.concatenate([r["confidence"][1:] for r in per.values()])
+    u = np.concatenate([r["iou"][1:] for r in per.values()])
+    keep = (u <= 0.1) | (u > 0.5)
+    auc = float(roc_auc_score(u[keep] > 0.5, c[keep])) if len(set(u[keep] > 0.5)) == 2 \
+        else float("nan")
+    bins = np.linspace(0, 1, 6)
+    which = np.clip(np.digitize(c, bins) - 1, 0, 4)
+    table = [{"confidence": f"{bins[b]:.1f}-{bins[b + 1]:.1f}", "frames": int((which == b).sum()),
+              "found": float((u[which == b] > 0.5).mean()) if (which == b).any() else None}
+             for b in range(5)]
+    return {"lost_vs_found_auc": auc, "frames_lost": int((u <= 0.1).sum()),
+            "frames": int(len(u)), "bins": table}
 
 
 def _summary(per: dict) -> dict:
@@ -211,6 +259,13 @@ def print_table(result: dict, held) -> None:
             row(f"{name} (published)", p["targets"], p["success_auc"], p["precision_20"], None)
     rate = statistics.mean(s["train_pairs_per_second"] for s in seeds)
     print(f"\ntraining: {rate:.0f} exemplar/search pairs a second")
+    for s in seeds:
+        c = s["confidence"]
+        print(f"seed {s['seed']}: confidence tells lost (IoU <= 0.1, {c['frames_lost']} of "
+              f"{c['frames']} frames) from found (IoU > 0.5): ROC AUC "
+              f"{c['lost_vs_found_auc']:.3f}; found share by confidence: " + ", ".join(
+                  f"{b['confidence']} {b['found']:.2f} ({b['frames']})" for b in c["bins"]
+                  if b["found"] is not None))
 
 
 if __name__ == "__main__":

@@ -150,7 +150,14 @@ def main() -> int:
                                                          ROOT.parent / "shared" / "data"))
     ap.add_argument("--jobs", type=int, default=2, help="runs at once (1 thread each)")
     ap.add_argument("--work", default="/tmp/siamese-small-data")
+    ap.add_argument("--from-log", help="no runs: the summary of the JSON lines an earlier "
+                    "run printed (its log)")
     args = ap.parse_args()
+    if args.from_log:
+        rows = [json.loads(line) for line in Path(args.from_log).read_text().splitlines()
+                if line.startswith("{")]
+        suites = list(dict.fromkeys(r["suite"] for r in rows))
+        return report(rows, suites, list(dict.fromkeys(r["scheme"] for r in rows)), args)
     data, work = Path(args.data_dir), Path(args.work)
     suites = [s for s in args.suites.split(",") if (data / SUITES[s][1]).exists()]
     if not suites:
@@ -165,8 +172,6 @@ def main() -> int:
                 shutil.rmtree(folder.parent, ignore_errors=True)
                 SUITES[suite][0](data, np.random.default_rng([d, 7]), folder)
             jobs += [(suite, d, scheme, folder) for scheme in schemes]
-    results: list[dict] = []
-
     def go(job):
         suite, d, scheme, folder = job
         r = run_one(folder, folder.parent / scheme, d, scheme)
@@ -176,6 +181,10 @@ def main() -> int:
 
     with ThreadPoolExecutor(args.jobs) as pool:
         results = list(pool.map(go, jobs))
+    return report(results, suites, schemes, args)
+
+
+def report(results: list[dict], suites: list[str], schemes: list[str], args) -> int:
     summary = {}
     lines = ["| suite | scheme | runs | unseen AUC | 1-shot | acc @ threshold | best acc | gap | "
              "seconds |", "|---|---|---|---|---|---|---|---|---|"]

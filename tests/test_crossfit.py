@@ -122,7 +122,9 @@ def test_crossfit_run_end_to_end(tmp_path):
     card = model.card
     assert card["split"]["validation"] == "crossfit" and len(card["split"]["folds"]) == 3
     saved = json.loads((out / "crossfit.json").read_text())
-    assert card["crossfit"]["epoch"] == saved["epoch"] == len(card["history"])
+    # train.keep "auto": a cross-fitted run keeps the schedule's end
+    assert json.loads((out / "config.json").read_text())["train"]["keep"] == "last"
+    assert card["crossfit"]["epoch"] == saved["epoch"] == len(card["history"]) == 4
     assert card["threshold"] == pytest.approx(saved["threshold"])
     assert "cross-fitted" in card["threshold_calibrated_on"]
     assert card["metrics"]["val"]["pairs"] > 0 and "unseen" in card["metrics"]

@@ -123,6 +123,8 @@ def _train(cfg: Config, out: Path, d: Dist, resume: bool, force: bool, quiet: bo
         cfg.model.encoder = default_encoder(data.kind)
     split = make_split(data, cfg.split, cfg.train.seed, can_crossfit=d.world == 1 and
                        cfg.train.max_minutes <= 0)
+    if cfg.train.keep == "auto":  # cross-fitted: the schedule's end (docs/small_data.md)
+        cfg.train.keep = "last" if split.validation == "crossfit" else "best"
     crossfit = None
     if split.validation == "crossfit":  # the fold runs first; a resumed run read them back
         crossfit = (read_crossfit(out) if resume else

@@ -20,16 +20,28 @@ def _track(args: argparse.Namespace) -> int:
     box = parse_box(args.box)
     model = with_sets(TrackingModel.load(args.run, device=args.device), args.set)
     frames = read_input(args.frames or args.video)
-    boxes, fps = model.track(frames, box, progress=not args.quiet)
+    boxes, sure, fps = model.track(frames, box, progress=not args.quiet, confidence=True)
     text = "".join(f"{x:.2f},{y:.2f},{w:.2f},{h:.2f}\n" for x, y, w, h in boxes)
+    scores = confidence_path(args)
     atomic_write_bytes(args.out, text.encode())
-    print(f"tracked {len(frames)} frames at {fps:.1f} frames/s; boxes written to {args.out}")
+    atomic_write_bytes(scores, "".join(f"{c:.4f}\n" for c in sure).encode())
+    low = int((sure < model.cfg.track.lost_below).sum())
+    print(f"tracked {len(frames)} frames at {fps:.1f} frames/s; boxes written to {args.out}, "
+          f"each frame's confidence to {scores} ({low} below {model.cfg.track.lost_below:g})")
     if args.render:
         from .tracking.render import render
 
         render(frames, boxes, args.render)
         print(f"rendered {args.render}")
     return 0
+
+
+def confidence_path(args: argparse.Namespace) -> Path:
+    """--confidence, else beside --out: boxes.txt -> boxes.confidence.txt."""
+    if args.confidence:
+        return Path(args.confidence)
+    out = Path(args.out)
+    return out.with_name(f"{out.stem}.confidence{out.suffix or '.txt'}")
 
 
 def evaluate_otb_command(args: argparse.Namespace) -> int:
@@ -70,6 +82,8 @@ def add_track_command(sub, set_option) -> None:
     k.add_argument("--box", required=True, help="the target in the first frame: x,y,w,h "
                    "(pixels, top-left corner)")
     k.add_argument("--out", default="boxes.txt", help="one x,y,w,h line per frame (OTB format)")
+    k.add_argument("--confidence", help="each frame's confidence in [0, 1], one a line "
+                   "(default: beside --out, boxes.confidence.txt)")
     k.add_argument("--render", help="also write the frames with the box: .gif or .mp4")
     k.add_argument("--device", default="cpu")
     k.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -128,7 +128,9 @@ class TrainConfig:
     max_minutes: float = 0.0  # stop after this wall-clock time; 0 = no limit
     val_pairs: int = 2000
     threads: int = 0  # torch CPU threads; 0 = torch's default
-    keep: str = "best"  # the weights a run keeps: best (by validation AUC) | last (its end)
+    # the weights a run keeps: best (by validation AUC) | last (the schedule's end) | auto:
+    # last where split.validation cross-fits (docs/small_data.md), else best
+    keep: str = "auto"
     workers: int = -1  # DataLoader worker processes; -1 = 0 for data in memory, else min(4, CPUs)
     amp: str = "auto"  # auto (bf16, else fp16, on CUDA; off on CPU) | off | bf16 | fp16
     compile: bool = False  # torch.compile the model (pays off on long runs)
@@ -304,6 +306,8 @@ def resolve(cfg: Config) -> Config:
     if cfg.train.task == "regression" and cfg.loss.name != "mse":
         raise ConfigError(f"train.task regression trains with mse on label differences; leave "
                           f"out --loss {cfg.loss.name}")
+    if cfg.train.keep == "auto" and (cfg.train.task != "similarity" or cfg.data.pairs):
+        cfg.train.keep = "best"  # (runs on classes resolve it with their split)
     if cfg.loss.name not in LOSS_DEFAULTS:
         raise ConfigError(
             f"unknown loss '{cfg.loss.name}'; choose one of: {', '.join(sorted(LOSS_DEFAULTS))}"
@@ -349,7 +353,7 @@ def resolve(cfg: Config) -> Config:
         (0 <= cfg.split.test_fraction < 1, "split.test_fraction must be in [0, 1)"),
         (0 <= cfg.split.test_class_fraction < 1, "split.test_class_fraction must be in [0, 1)"),
         (t.device in ("cpu", "cuda") or t.device.startswith("cuda:"), "train.device: cpu|cuda"),
-        (t.keep in ("best", "last"), f"train.keep '{t.keep}': choose best or last"),
+        (t.keep in ("auto", "best", "last"), f"train.keep '{t.keep}': choose best or last"),
         (0 <= t.ema < 1, "train.ema must be in [0, 1) (a decay per step such as 0.999; 0 = off)"),
         (t.ema == 0 or t.keep == "last",
          "train.ema keeps the average of the last steps: set train.keep = \"last\""),

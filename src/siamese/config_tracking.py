@@ -39,12 +39,17 @@ class TrackConfig:
     window_influence: float = 0.176  # cosine window's share in the response (motion prior)
     upsample: int = 16  # the response map is upsampled (bicubic) by this factor
     template_lr: float = 0.0  # each frame the exemplar moves this far to the new one (0: fixed)
+    # lost and found: after `redetect` frames in a row whose confidence (the peak's sigmoid)
+    # is below lost_below, search a region `widen` times wider until it is back; 0: never
+    redetect: int = 0
+    lost_below: float = 0.3
+    widen: float = 2.5
 
 
 # the tracker's own settings: they change how a trained net tracks, not how it is trained, so a
 # run can be scored again with others (TrackingModel.with_settings)
 TRACKER_SETTINGS = ("scales", "scale_step", "scale_penalty", "scale_lr", "window_influence",
-                    "upsample", "template_lr")
+                    "upsample", "template_lr", "redetect", "lost_below", "widen")
 
 
 def resolve_tracking(cfg: Config) -> Config:
@@ -82,6 +87,8 @@ def resolve_tracking(cfg: Config) -> Config:
          "track: scale_step >= 1, scale_penalty in (0, 1], scale_lr in [0, 1]"),
         (0 <= k.window_influence <= 1 and 1 <= k.upsample <= 32 and 0 <= k.template_lr <= 1,
          "track: window_influence and template_lr in [0, 1], upsample in [1, 32]"),
+        (k.redetect >= 0 and 0 < k.lost_below < 1 and 1 <= k.widen <= 8,
+         "track: redetect >= 0 (0: off), lost_below in (0, 1), widen in [1, 8]"),
         (k.norm in ("batch", "shared", "renorm"),
          f"track.norm '{k.norm}': choose batch, shared or renorm"),
         (t.device in ("cpu", "cuda") or t.device.startswith("cuda:"), "train.device: cpu|cuda"),

@@ -12,7 +12,7 @@ import numpy as np
 from ..atomic import atomic_write_json
 from ..data.otb import Target, list_targets, read_boxes, read_frames
 from ..errors import DataError
-from ..evaluation.otb import mean_scores, score
+from ..evaluation.otb import iou, mean_scores, score
 
 
 def published_scores(targets: list[Target]) -> dict[str, dict]:
@@ -32,14 +32,18 @@ def published_scores(targets: list[Target]) -> dict[str, dict]:
 
 
 def track_targets(track, targets: list[Target], quiet: bool = False) -> dict[str, dict]:
-    """track(frames, box) -> (boxes, fps), for each target from its first true box."""
+    """track(frames, box) -> (boxes, fps), or (boxes, confidences, fps), for each target from
+    its first true box; a tracker's confidences are kept with each frame's IoU."""
     per, frames_of = {}, {}
     for t in targets:
         if t.sequence not in frames_of:
             frames_of = {t.sequence: read_frames(t.frames)}  # one sequence in memory at a time
         frames = frames_of[t.sequence][:len(t.boxes)]
-        boxes, fps = track(frames, t.boxes[0])
+        boxes, *sure, fps = track(frames, t.boxes[0])
         per[t.name] = {**score(boxes, t.boxes), "fps": fps, "boxes": np.round(boxes, 2).tolist()}
+        if sure:
+            per[t.name]["confidence"] = np.round(sure[0], 4).tolist()
+            per[t.name]["iou"] = np.round(iou(boxes, t.boxes), 4).tolist()
         if not quiet:
             print(f"{t.name}: success AUC {per[t.name]['success_auc']:.3f}, precision "
                   f"{per[t.name]['precision_20']:.3f}, {fps:.0f} frames/s", file=sys.stderr)
@@ -51,7 +55,7 @@ def evaluate_otb(model, root: str | Path, sequences: list[str] | None = None,
     from .plots import plot_otb
 
     targets = list_targets(Path(root), sequences)
-    ours = track_targets(model.track, targets, quiet)
+    ours = track_targets(lambda f, b: model.track(f, b, confidence=True), targets, quiet)
     total_frames = sum(r["frames"] for r in ours.values())
     seconds = sum(r["frames"] / r["fps"] for r in ours.values())
     result = {"otb": str(root), "targets": ours,

@@ -83,15 +83,18 @@ class TrackingModel:
     def tracker(self) -> SiamFCTracker:
         return SiamFCTracker(self.net, self.cfg.track, self.device)
 
-    def track(self, frames, box, progress: bool = False) -> tuple[np.ndarray, float]:
+    def track(self, frames, box, progress: bool = False, confidence: bool = False) -> tuple:
         """Frames (a folder, a video file or RGB arrays) and the target's box x,y,w,h in the
-        first -> ((N, 4) boxes, the first one as given; frames per second of tracking)."""
+        first -> ((N, 4) boxes, the first one as given; frames per second of tracking); with
+        confidence=True -> (boxes, (N,) confidences in [0, 1], the first 1; frames/s): each
+        frame's response peak as a probability (tracking/tracker.py)."""
         frames = read_input(frames)
         box = np.asarray(box, dtype=np.float64)
         check_box(box, frames[0])
         tracker = self.tracker()
         out = np.zeros((len(frames), 4))
         out[0] = box
+        sure = np.ones(len(frames))
         bar = None
         if progress:
             from tqdm import tqdm
@@ -101,9 +104,11 @@ class TrackingModel:
         tracker.init(frames[0], box)
         for i in range(1, len(frames)):
             out[i] = tracker.update(frames[i])
+            sure[i] = tracker.confidence
             if bar is not None:
                 bar.update()
         seconds = time.perf_counter() - t0
         if bar is not None:
             bar.close()
-        return out, len(frames) / max(seconds, 1e-9)
+        fps = len(frames) / max(seconds, 1e-9)
+        return (out, sure, fps) if confidence else (out, fps)

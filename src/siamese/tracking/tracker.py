@@ -9,6 +9,13 @@ the size moves towards the chosen scale by `scale_lr` (damped). Crops past the f
 are filled with the frame's mean colour. With `template_lr` > 0 the exemplar's features move
 that far each frame towards those of the target where it was just found (a running average;
 0, SiamFC's choice, keeps the first frame's).
+
+Every frame has a confidence: the sigmoid of the chosen scale's highest response logit (before
+the window), the net's probability that the peak cell is the target (it trains with the
+logistic loss on those cells). With `redetect` > 0, after that many frames in a row below
+`lost_below` the tracker takes itself for lost and searches a region `widen` times wider at the
+present scale, without the window (the target may be anywhere in it), until the confidence is
+back above `lost_below`.
 """
 
 from __future__ import annotations
@@ -27,11 +34,11 @@ class SiamFCTracker:
         n = cfg.scales
         self.scales = cfg.scale_step ** (np.arange(n) - (n - 1) / 2)
         self.penalty = np.where(np.arange(n) == (n - 1) // 2, 1.0, cfg.scale_penalty)
-        up = net.response_size * cfg.upsample
-        hann = np.hanning(up)
+        self.up = net.response_size * cfg.upsample
+        hann = np.hanning(self.up)
         window = np.outer(hann, hann)
         self.window = window / window.sum()
-        self.up = up
+        self.confidence, self.low = 1.0, 0  # the last frame's, and frames in a row below
 
     def _tensor(self, crops: list[np.ndarray]) -> torch.Tensor:
         x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float()
@@ -48,6 +55,12 @@ class SiamFCTracker:
         self.min_side, self.max_side = 0.2 * self.x_side, 5 * self.x_side
         z = crop(frame, self.cx, self.cy, self.z_side, c.exemplar, self.mean)
         self.kernel = self.net.embed(self._tensor([z]))
+        self.confidence, self.low = 1.0, 0
+
+    @property
+    def lost(self) -> bool:
+        """Searching the wider region (track.redetect frames in a row below lost_below)."""
+        return 0 < self.cfg.redetect <= self.low
 
     @torch.no_grad()
     def update(self, frame: np.ndarray) -> np.ndarray:
@@ -55,25 +68,36 @@ class SiamFCTracker:
         import cv2
 
         c = self.cfg
-        sides = self.x_side * self.scales
-        crops = [crop(frame, self.cx, self.cy, s, c.search, self.mean) for s in sides]
+        lost = self.lost
+        if lost:  # one scale, a region `widen` times wider at the same pixel scale
+            pixels = int(round(c.search * c.widen))
+            sides, scales, penalty = np.array([self.x_side * pixels / c.search]), [1.0], [1.0]
+        else:
+            pixels, sides, scales, penalty = c.search, self.x_side * self.scales, \
+                self.scales, self.penalty
+        crops = [crop(frame, self.cx, self.cy, s, pixels, self.mean) for s in sides]
         feats = self.net.embed(self._tensor(crops))
         responses = self.net.respond(self.kernel, feats)[:, 0].float().cpu().numpy()
-        up = np.stack([cv2.resize(r, (self.up, self.up), interpolation=cv2.INTER_CUBIC)
+        size = responses.shape[-1] * c.upsample
+        up = np.stack([cv2.resize(r, (size, size), interpolation=cv2.INTER_CUBIC)
                        for r in responses])
         # the penalty on the peaks' logits is additive (log): a logit may be negative, and
         # multiplying a negative peak would favour the penalised scale
-        best = int(np.argmax(up.reshape(len(up), -1).max(1) + np.log(self.penalty)))
+        peaks = up.reshape(len(up), -1).max(1)
+        best = int(np.argmax(peaks + np.log(penalty)))
+        self.confidence = float(1 / (1 + np.exp(-responses[best].max())))
+        self.low = self.low + 1 if self.confidence < c.lost_below else 0
         r = up[best] - up[best].min()
         r /= r.sum() + 1e-12
-        r = (1 - c.window_influence) * r + c.window_influence * self.window
+        if not lost:  # the motion prior; a lost target may be anywhere in the wide region
+            r = (1 - c.window_influence) * r + c.window_influence * self.window
         py, px = np.unravel_index(int(np.argmax(r)), r.shape)
         # peak -> displacement in the upsampled map -> search-crop pixels -> frame pixels
-        d = (np.array([px, py], dtype=float) - (self.up - 1) / 2)
-        d = d * self.net.stride / c.upsample * sides[best] / c.search
+        d = (np.array([px, py], dtype=float) - (size - 1) / 2)
+        d = d * self.net.stride / c.upsample * sides[best] / pixels
         self.cx = float(np.clip(self.cx + d[0], 0, frame.shape[1] - 1))
         self.cy = float(np.clip(self.cy + d[1], 0, frame.shape[0] - 1))
-        scale = (1 - c.scale_lr) + c.scale_lr * self.scales[best]
+        scale = (1 - c.scale_lr) + c.scale_lr * scales[best]
         self.x_side = float(np.clip(self.x_side * scale, self.min_side, self.max_side))
         self.w, self.h = self.w * scale, self.h * scale
         if c.template_lr > 0:

@@ -5,8 +5,9 @@ The training classes are dealt into K folds (data/splits.py). Fold run k trains 
 own recipe and schedule on the classes outside fold k and, after every epoch, scores pairs of
 fold k's images. Then:
 
-- the epoch: the one with the highest ROC AUC averaged over the folds (train.keep = "last":
-  the schedule's end);
+- the epoch: the schedule's end (train.keep "last", what "auto" gives), or with train.keep
+  "best" the one with the highest ROC AUC averaged over the folds (measured: it lost to the
+  schedule's end on both image suites, docs/small_data.md);
 - the threshold: the most accurate one on the folds' pairs of that epoch, pooled;
 - the kept model trains on all the training classes with the same schedule and stops after
   that epoch.
