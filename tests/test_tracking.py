@@ -186,6 +186,11 @@ def test_train_track_render_and_evaluate(tracking_run, tmp_path, capsys):
     assert main(["track", str(run), "--frames", str(data / "Seq1/img"), "--box",
                  "30,40,24,24", "--out", str(out), "--render", str(gif), "--quiet"]) == 0
     assert len(out.read_text().splitlines()) == 24
+    sure = np.loadtxt(tmp_path / "b.confidence.txt")  # beside --out: each frame's confidence
+    assert sure.shape == (24,) and sure[0] == 1 and ((sure >= 0) & (sure <= 1)).all()
+    again, same, _ = model.track(data / "Seq1/img", [30, 40, 24, 24], confidence=True)
+    np.testing.assert_allclose(same, sure, atol=1e-4)
+    np.testing.assert_allclose(again, np.loadtxt(out, delimiter=","), atol=0.006)
     assert Image.open(gif).n_frames == 24
     assert main(["evaluate", str(run), "--otb", str(data), "--out", str(tmp_path / "e")]) == 0
     table = capsys.readouterr().out
