@@ -234,7 +234,7 @@ def print_table(result: dict, held) -> None:
     names = [t.name for t in held]
     seeds = result["seeds"]
     print(f"\n{describe(result['machine'])}; {result['budget_minutes']:g} minutes of training "
-          f"per fold, {len(seeds)} seed(s), leave one sequence out\n")
+          f"per fold, {len(seeds)} seed(s), protocol {result['protocol']}\n")
     print("| tracker | " + " | ".join(names) + " | mean success AUC | precision (20 px) "
           "| frames/s |")
     print("|---" * (len(names) + 4) + "|")

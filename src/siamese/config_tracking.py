@@ -42,7 +42,7 @@ class TrackConfig:
     # lost and found: after `redetect` frames in a row whose confidence (the peak's sigmoid)
     # is below lost_below, search a region `widen` times wider until it is back; 0: never
     redetect: int = 0
-    lost_below: float = 0.3
+    lost_below: float = 0.5
     widen: float = 2.5
 
 

@@ -34,7 +34,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..data.audio import AUDIO_FORMAT_SUFFIX, NotAudio, TooLong, Waveforms
+from ..data.audio import AUDIO_FORMAT_SUFFIX, NotAudio, TooLong, Waveforms, audio_header
 from ..data.images import FORMAT_SUFFIX, NotAnImage, TooManyPixels
 from ..errors import ConfigError, SiameseError
 from ..index.enroll import (
@@ -44,6 +44,7 @@ from ..index.enroll import (
     search_embeddings,
 )
 from ..names import display
+from ..spot import spot
 from .batching import Batcher
 from .decoding import DecodePool
 
@@ -63,6 +64,7 @@ class Limits:
     max_files: int = 32
     max_seconds: float = 120.0  # per recording (audio models)
     max_request_seconds: float = 300.0  # all recordings of one request together
+    max_stream_seconds: float = 600.0  # /spot: the recording searched
     decode_workers: int = 2  # image decoding processes (niced), never on the event loop
     max_page: int = 1000  # GET /gallery items per page
 
@@ -279,6 +281,30 @@ def create_app(run: str | Path, api_key: str | None = None, limits: Limits | Non
         e = await embed_files([file])
         matches = (await gallery_call(lambda g: search_embeddings(model, g, e, k)))[0]
         return FastJSON({"matches": matches})
+
+    @app.post("/spot")
+    async def spot_route(examples: list[UploadFile] = File(...), audio: UploadFile = File(...),
+                         negatives: list[UploadFile] | None = File(None),
+                         threshold: float | None = Form(None)):
+        """Where the word of `examples` occurs in `audio` (spot.py): times and scores."""
+        if model.preprocessing.kind != "audio":
+            raise ApiError(415, "spotting needs a model trained on audio; this one compares "
+                                f"{model.preprocessing.kind}s")
+        if threshold is not None and not 0 <= threshold <= 1:
+            raise ApiError(422, "threshold must be between 0 and 1")
+        negatives = negatives or []
+        if len(examples) + len(negatives) + 1 > limits.max_files:
+            raise ApiError(413, f"at most {limits.max_files} files per request")
+        ex = [(display(f.filename or "example")[:200], await f.read()) for f in examples]
+        neg = [(display(f.filename or "negative")[:200], await f.read()) for f in negatives]
+        stream = (display(audio.filename or "audio")[:200], await audio.read())
+        for name, data in [*ex, *neg]:  # headers first: nothing long is decoded
+            audio_header(data, name, limits.max_seconds)
+        audio_header(stream[1], stream[0], limits.max_stream_seconds)
+        result = await asyncio.to_thread(
+            spot, model, [b for _, b in ex], stream[1], negatives=[b for _, b in neg] or None,
+            threshold=threshold, names=([n for n, _ in ex], stream[0], [n for n, _ in neg]))
+        return FastJSON(result)
 
     @app.get("/gallery")
     async def gallery_list(offset: int = 0, limit: int = 100):

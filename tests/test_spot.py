@@ -1,0 +1,144 @@
+"""Spotting an enrolled word in a stream (siamese spot, /spot): on a stream built with known
+positions of the 'word' (one synthetic speaker's clips) among other 'words' and noise, the
+detections fall on those positions and nowhere else; bad input is one line / a JSON 4xx."""
+
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+import soundfile
+
+import siamese
+from conftest import Server
+from siamese.cli import main
+from siamese.serve.app import create_app
+from siamese.spot import Detection, detect, spot
+
+RATE = 8000
+
+
+def build_stream(voices, path, word: str = "spk1", others=("spk0", "spk2", "spk3"),
+                 seed: int = 0) -> list[tuple[float, float]]:
+    """word clips 1-4 and other clips in a row, 0.4-0.9 s of faint noise between them -> the
+    word's (start, end) seconds."""
+    rng = np.random.default_rng(seed)
+    pieces, where, t = [], [], 0.0
+    order = [(word, k) for k in range(1, 5)] + [(o, k) for o in others for k in range(2)]
+    for i in rng.permutation(len(order)):
+        gap = rng.normal(0, 0.005, int(RATE * rng.uniform(0.4, 0.9)))
+        speaker, k = order[i]
+        x, _ = soundfile.read(voices / speaker / f"{k}.wav")
+        pieces += [gap, x]
+        t += len(gap) / RATE
+        if speaker == word:
+            where.append((t, t + len(x) / RATE))
+        t += len(x) / RATE
+    soundfile.write(path, np.concatenate(pieces), RATE)
+    return where
+
+
+def hits(found: list[dict], where: list[tuple[float, float]]) -> int:
+    """Truths overlapped by a detection's middle."""
+    return sum(any(s <= (d["start"] + d["end"]) / 2 <= e for d in found) for s, e in where)
+
+
+def test_detect_groups_overlapping_windows_at_their_best():
+    scores = np.array([0.1, 0.8, 0.9, 0.7, 0.1, 0.1, 0.95, 0.2])
+    starts = np.arange(8) * 100
+    got = detect(scores, starts, n=250, rate=1000, threshold=0.5)
+    assert got == [Detection(0.2, 0.45, 0.9), Detection(0.6, 0.85, 0.95)]
+    assert detect(scores, starts, 250, 1000, threshold=0.99) == []
+
+
+def test_spotting_finds_the_word_where_it_was_put(audio_run_session, tmp_path):
+    voices = audio_run_session.parent / "voices"
+    model = siamese.load(audio_run_session)
+    stream = tmp_path / "stream.wav"
+    where = build_stream(voices, stream)
+    result = spot(model, [voices / "spk1/0.wav"], stream)
+    assert result["threshold_from"] == "the run's verification threshold"
+    assert result["threshold"] == pytest.approx(model.threshold)
+    found = result["detections"]
+    assert hits(found, where) == len(where) == 4
+    # no detection away from the word (its middle outside every truth, with 0.3 s of slack)
+    stray = [d for d in found if not any(s - 0.3 <= (d["start"] + d["end"]) / 2 <= e + 0.3
+                                         for s, e in where)]
+    assert not stray, stray
+    assert all(0 <= d["score"] <= 1 for d in found)
+
+
+def test_threshold_calibrated_on_negatives_and_given(audio_run_session, tmp_path):
+    voices = audio_run_session.parent / "voices"
+    model = siamese.load(audio_run_session)
+    stream = tmp_path / "stream.wav"
+    build_stream(voices, stream)
+    ex = [voices / "spk1/0.wav", voices / "spk1/4.wav"]
+    calibrated = spot(model, ex, stream, negatives=[voices / "spk0/4.wav",
+                                                    voices / "spk2/4.wav"])
+    assert calibrated["threshold_from"] == "examples against negatives"
+    assert 0 < calibrated["threshold"] < 1
+    everything = spot(model, ex, stream, threshold=0.0)
+    assert len(everything["detections"]) == 1  # every window: one run of overlapping ones
+    assert spot(model, ex, stream, threshold=1.0)["detections"] == []
+
+
+@pytest.mark.parametrize("case, message", [
+    ("short stream", "shorter than the examples"),
+    ("other rate", "sampled at 16000 Hz and the example"),
+    ("silent example", "is silent"),
+    ("bad threshold", "between 0 and 1"),
+])
+def test_bad_spotting_input_is_one_line_and_a_json_4xx(audio_run_session, tmp_path, capsys,
+                                                       case, message):
+    voices = audio_run_session.parent / "voices"
+    example, stream = voices / "spk1/0.wav", tmp_path / "stream.wav"
+    build_stream(voices, stream)
+    args = []
+    if case == "short stream":
+        soundfile.write(stream, np.random.default_rng(0).normal(0, 0.1, RATE // 10), RATE)
+    elif case == "other rate":
+        x, _ = soundfile.read(stream)
+        soundfile.write(stream, np.repeat(x, 2), 2 * RATE)
+    elif case == "silent example":
+        example = tmp_path / "silent.wav"
+        soundfile.write(example, np.zeros(RATE), RATE)
+    elif case == "bad threshold":
+        args = ["--threshold", "1.5"]
+    out = tmp_path / "d.json"
+    assert main(["spot", str(audio_run_session), "--example", str(example), "--audio",
+                 str(stream), "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert not out.exists()
+    # the service says the same as a JSON 4xx
+    run = shutil.copytree(audio_run_session, tmp_path / "run")
+    with Server(create_app(run)) as client:
+        data = {"threshold": "1.5"} if case == "bad threshold" else {}
+        r = client.post("/spot", data=data, files=[
+            ("examples", (example.name, example.read_bytes())),
+            ("audio", (stream.name, stream.read_bytes()))])
+    assert 400 <= r.status_code < 500
+    assert ("between 0 and 1" if case == "bad threshold" else message) in r.json()["error"]
+
+
+def test_cli_and_service_give_the_library_s_detections(audio_run_session, tmp_path, capsys):
+    voices = audio_run_session.parent / "voices"
+    stream = tmp_path / "stream.wav"
+    build_stream(voices, stream, seed=3)
+    want = spot(siamese.load(audio_run_session), [voices / "spk1/0.wav"], stream)
+    out = tmp_path / "d.json"
+    assert main(["spot", str(audio_run_session), "--example", str(voices / "spk1/0.wav"),
+                 "--audio", str(stream), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"{len(want['detections'])} detection(s)" in printed
+    assert json.loads(out.read_text())["detections"] == want["detections"]
+    buf = io.BytesIO(stream.read_bytes())
+    run = shutil.copytree(audio_run_session, tmp_path / "run")
+    with Server(create_app(run)) as client:
+        r = client.post("/spot", files=[
+            ("examples", ("w.wav", (voices / "spk1/0.wav").read_bytes())),
+            ("audio", ("s.wav", buf.getvalue()))])
+    assert r.status_code == 200, r.text
+    assert r.json()["detections"] == want["detections"]
