@@ -16,7 +16,7 @@ from typing import Any, get_type_hints
 # the [track] section lives beside; imported from here as before
 from .config_tracking import TRACKER_SETTINGS as TRACKER_SETTINGS
 from .config_tracking import TrackConfig, resolve_tracking
-from .errors import ConfigError
+from .errors import ConfigError, raise_first_failed
 
 
 @dataclass
@@ -365,7 +365,5 @@ def resolve(cfg: Config) -> Config:
         (t.amp in ("auto", "off", "bf16", "fp16"),
          f"train.amp '{t.amp}': choose auto, off, bf16 or fp16"),
     ]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message)
+    raise_first_failed(checks)
     return cfg

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .errors import ConfigError
+from .errors import ConfigError, raise_first_failed
 
 if TYPE_CHECKING:
     from .config import Config
@@ -95,7 +95,5 @@ def resolve_tracking(cfg: Config) -> Config:
         (t.amp in ("auto", "off", "bf16", "fp16"),
          f"train.amp '{t.amp}': choose auto, off, bf16 or fp16"),
     ]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message)
+    raise_first_failed(checks)
     return cfg

@@ -28,3 +28,10 @@ class ConfigError(SiameseError):
 
 class ArtifactError(SiameseError):
     """A run folder, checkpoint or gallery is missing, truncated or incompatible."""
+
+
+def raise_first_failed(checks: list[tuple[bool, str]]) -> None:
+    """Config checks as (ok, message) pairs: the first that failed is a ConfigError."""
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)

@@ -34,8 +34,10 @@ class Target:
         return frame_files(self.sequence / "img")[:len(self.boxes)]
 
 
-def read_boxes(path: Path) -> np.ndarray:
-    """A box file (x,y,w,h per line; commas, tabs or spaces) -> (N, 4) float64."""
+def read_boxes(path: Path, polygons: bool = False) -> np.ndarray:
+    """A box file (x,y,w,h per line; commas, tabs or spaces) -> (N, 4) float64. polygons: a
+    row of 8 numbers (VOT's x1,y1,...,x4,y4) is taken as its bounding box. NaN rows are kept
+    (frames without a box)."""
     rows = []
     for k, line in enumerate(Path(path).read_text().splitlines(), 1):
         if not line.strip():
@@ -45,11 +47,16 @@ def read_boxes(path: Path) -> np.ndarray:
             values = [float(p) for p in parts]
         except ValueError:
             values = []
+        if polygons and len(values) == 8:
+            xs, ys = values[0::2], values[1::2]
+            values = [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
         if len(values) != 4:
-            raise DataError(f"{path}:{k}: expected 4 numbers x,y,w,h, got {line.strip()[:60]!r}")
+            raise DataError(f"{path}:{k}: expected 4 numbers x,y,w,h"
+                            f"{' (or an 8-number polygon)' if polygons else ''}, got "
+                            f"{line.strip()[:60]!r}")
         rows.append(values)
     if not rows:
-        raise DataError(f"{path} holds no boxes")
+        raise DataError(f"{path} holds no boxes; give one x,y,w,h line per frame")
     return np.asarray(rows, dtype=np.float64)
 
 

@@ -19,14 +19,13 @@ out of view. `data.path` may name several roots (a list in the config).
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
-from .otb import FRAME_SUFFIXES, frame_files
+from .otb import FRAME_SUFFIXES, frame_files, read_boxes
 
 MAX_DEPTH = 3  # video folders are looked for this many folders below a root
 
@@ -47,27 +46,8 @@ class Track:
 
 
 def read_box_rows(path: Path) -> np.ndarray:
-    """A training box file -> (N, 4) float64: x,y,w,h rows, 8-number polygons as their bounding
-    boxes, NaN rows kept (frames without a box)."""
-    rows = []
-    for k, line in enumerate(Path(path).read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = [p for p in re.split(r"[,\s]+", line.strip()) if p]
-        try:
-            values = [float(p) for p in parts]
-        except ValueError:
-            values = []
-        if len(values) == 8:  # a polygon x1,y1,...,x4,y4
-            xs, ys = values[0::2], values[1::2]
-            values = [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
-        if len(values) != 4:
-            raise DataError(f"{path}:{k}: expected 4 numbers x,y,w,h (or an 8-number polygon), "
-                            f"got {line.strip()[:60]!r}")
-        rows.append(values)
-    if not rows:
-        raise DataError(f"{path} holds no boxes; give one x,y,w,h line per frame")
-    return np.asarray(rows, dtype=np.float64)
+    """A training box file: x,y,w,h rows, polygons as their bounding boxes, NaN rows kept."""
+    return read_boxes(path, polygons=True)
 
 
 def read_flags(path: Path, n: int) -> np.ndarray:
