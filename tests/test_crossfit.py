@@ -100,6 +100,10 @@ def test_choose_picks_the_best_mean_epoch_and_the_pooled_threshold():
     assert choose(records, keep="last")["epoch"] == epochs
     # a fold that stopped early: only the epochs every fold reached count
     assert choose([records[0][:2], records[1], records[2]], keep="last")["epoch"] == 2
+    from siamese.errors import DataError
+
+    with pytest.raises(DataError, match="could not score its held-out classes"):
+        choose([records[0], []], keep="last")
 
 
 def test_choose_prefers_the_later_epoch_on_a_tie():

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..artifact import read_json
 from ..atomic import atomic_write_json
-from ..errors import ArtifactError
+from ..errors import ArtifactError, DataError
 from ..evaluation.verification import best_threshold, verification_metrics
 
 # fit_fold(k, folder, record): train fold run k in `folder`, appending each epoch's
@@ -42,7 +42,8 @@ def choose(records: list[list[tuple[np.ndarray, np.ndarray]]], keep: str) -> dic
     every fold reached count (a fold may have stopped early)."""
     epochs = min(len(r) for r in records)
     if epochs == 0:
-        raise ValueError("no fold run validated an epoch")
+        raise DataError("cross-fitting: a fold run could not score its held-out classes (too "
+                        "few images to make pairs); choose --set split.validation=classes")
     auc = np.array([[verification_metrics(*r[e])["roc_auc"] for e in range(epochs)]
                     for r in records])  # (K, epochs)
     mean = auc.mean(0)
