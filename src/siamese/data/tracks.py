@@ -45,11 +45,6 @@ class Track:
         return np.flatnonzero(self.visible)
 
 
-def read_box_rows(path: Path) -> np.ndarray:
-    """A training box file: x,y,w,h rows, polygons as their bounding boxes, NaN rows kept."""
-    return read_boxes(path, polygons=True)
-
-
 def read_flags(path: Path, n: int) -> np.ndarray:
     """A per-frame flag file (one integer a line, or comma-separated on one line) -> (n,)
     int64; its count must match the frames'."""
@@ -85,7 +80,7 @@ def read_otb_video(folder: Path) -> list[Track]:
     tracks = []
     for truth in sorted(folder.glob("groundtruth_rect*.txt")):
         k = truth.name[len("groundtruth_rect"):-len(".txt")].strip(".")
-        boxes = read_box_rows(truth)
+        boxes = read_boxes(truth, polygons=True)
         if len(boxes) > len(frames):
             raise DataError(f"{truth} has {len(boxes)} boxes for the {len(frames)} frames in "
                             f"{folder / 'img'}; give one box per frame")
@@ -100,7 +95,7 @@ def read_got10k_video(folder: Path) -> list[Track]:
     if not frames:
         raise DataError(f"{folder} holds no frames (GOT-10k: 00000001.jpg ... beside "
                         "groundtruth.txt); remove the folder or add its frames")
-    boxes = read_box_rows(truth)
+    boxes = read_boxes(truth, polygons=True)
     _one_box_per_frame(truth, boxes, frames)
     absence = folder / "absence.label"
     if not absence.exists():
@@ -116,7 +111,7 @@ def read_got10k_video(folder: Path) -> list[Track]:
 def read_lasot_video(folder: Path) -> list[Track]:
     truth = folder / "groundtruth.txt"
     frames = frame_files(folder / "img")
-    boxes = read_box_rows(truth)
+    boxes = read_boxes(truth, polygons=True)
     _one_box_per_frame(truth, boxes, frames)
     visible = _has_area(boxes)
     for name in ("full_occlusion.txt", "out_of_view.txt"):

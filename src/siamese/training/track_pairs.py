@@ -103,6 +103,7 @@ class TrackPairs(Dataset):
         pairs = cls(tracks, cfg, n, seed, cache_bytes=1 << 62)
         for path, frame in frames.items():
             pairs.cache.frames[path] = (frame, frame_mean(frame))
+            pairs.cache.used += frame.nbytes
         return pairs
 
     def __len__(self) -> int:
