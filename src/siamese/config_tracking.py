@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 class TrackConfig:
     """train.task tracking (SiamFC, docs/tracking.md): data.path is a folder of sequences in
     the OTB layout. Training pairs, then the tracker's settings (saved with the run)."""
+    # fc: SiamFC's one correlation map, the size searched over scales; box: a head that
+    # regresses the box at every cell (anchor-free, SiamFC++-like; models/siambox.py)
+    head: str = "fc"
     sequences: list[str] = field(default_factory=list)  # to train on; [] = every one
     exemplar: int = 127  # crop sizes (px): the target with context, and the search region
     search: int = 255
@@ -44,12 +47,19 @@ class TrackConfig:
     redetect: int = 0
     lost_below: float = 0.5
     widen: float = 2.5
+    # the box head's tracker (SiamFC++'s published settings): a change of size or aspect is
+    # penalised by exp(-(change - 1) * box_penalty), the class x quality score is blended
+    # with a cosine window (box_window), the size moves box_lr x the score towards the box
+    box_penalty: float = 0.04
+    box_window: float = 0.21
+    box_lr: float = 0.52
 
 
 # the tracker's own settings: they change how a trained net tracks, not how it is trained, so a
 # run can be scored again with others (TrackingModel.with_settings)
 TRACKER_SETTINGS = ("scales", "scale_step", "scale_penalty", "scale_lr", "window_influence",
-                    "upsample", "template_lr", "redetect", "lost_below", "widen")
+                    "upsample", "template_lr", "redetect", "lost_below", "widen",
+                    "box_penalty", "box_window", "box_lr")
 
 
 def resolve_tracking(cfg: Config) -> Config:
@@ -89,6 +99,12 @@ def resolve_tracking(cfg: Config) -> Config:
          "track: window_influence and template_lr in [0, 1], upsample in [1, 32]"),
         (k.redetect >= 0 and 0 < k.lost_below < 1 and 1 <= k.widen <= 8,
          "track: redetect >= 0 (0: off), lost_below in (0, 1), widen in [1, 8]"),
+        (k.head in ("fc", "box"), f"track.head '{k.head}': choose fc or box"),
+        (k.head == "fc" or k.scale_share == 0,
+         "track.scale_share trains SiamFC's scale search; the box head reads the size: "
+         "leave it 0 with track.head = box"),
+        (k.box_penalty >= 0 and 0 <= k.box_window <= 1 and 0 <= k.box_lr <= 1,
+         "track: box_penalty >= 0, box_window and box_lr in [0, 1]"),
         (k.norm in ("batch", "shared", "renorm"),
          f"track.norm '{k.norm}': choose batch, shared or renorm"),
         (t.device in ("cpu", "cuda") or t.device.startswith("cuda:"), "train.device: cpu|cuda"),

@@ -18,6 +18,7 @@ from ..artifact import check_card, read_card, read_weights
 from ..config import TRACKER_SETTINGS, config_from_dict, resolve
 from ..data.otb import check_box, frame_files, read_frames, read_video
 from ..errors import ArtifactError, ConfigError, DataError
+from .box_tracker import SiamBoxTracker
 from .net import build_tracker_net
 from .tracker import SiamFCTracker
 
@@ -81,7 +82,8 @@ class TrackingModel:
                              self.device)
 
     def tracker(self) -> SiamFCTracker:
-        return SiamFCTracker(self.net, self.cfg.track, self.device)
+        kind = SiamBoxTracker if self.cfg.track.head == "box" else SiamFCTracker
+        return kind(self.net, self.cfg.track, self.device)
 
     def track(self, frames, box, progress: bool = False, confidence: bool = False) -> tuple:
         """Frames (a folder, a video file or RGB arrays) and the target's box x,y,w,h in the

@@ -100,9 +100,15 @@ class SiamFCTracker:
         scale = (1 - c.scale_lr) + c.scale_lr * scales[best]
         self.x_side = float(np.clip(self.x_side * scale, self.min_side, self.max_side))
         self.w, self.h = self.w * scale, self.h * scale
+        self._update_template(frame)
+        return box_of(self.cx, self.cy, self.w, self.h)
+
+    def _update_template(self, frame: np.ndarray) -> None:
+        """With template_lr > 0, the exemplar's features that far towards the target's where
+        it was just found."""
+        c = self.cfg
         if c.template_lr > 0:
             z = crop(frame, self.cx, self.cy, self.x_side * c.exemplar / c.search, c.exemplar,
                      self.mean)
             self.kernel = torch.lerp(self.kernel, self.net.embed(self._tensor([z])),
                                      c.template_lr)
-        return box_of(self.cx, self.cy, self.w, self.h)

@@ -121,8 +121,9 @@ class TrackPairs(Dataset):
 
     def pair(self, rng: np.random.Generator, scaled: list | None = None
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """-> exemplar crop, search crop (uint8 HWC), the target's offset (x, y) from the
-        search crop's centre in crop pixels (FAR where the target is not in the crop). For a
+        """-> exemplar crop, search crop (uint8 HWC), the target in the search crop: its
+        centre's offset (x, y) from the crop's centre and its size (w, h), in crop pixels
+        (offset FAR and size 0 where the target is not in the crop). For a
         track.scale_share of the pairs (drawn only where `scaled` is a list), the search crop
         cut SCALE_CONTRAST times smaller and larger is appended to `scaled` with the index (0
         smaller, 1 as returned, 2 larger) of the one where the target has the exemplar's
@@ -153,7 +154,7 @@ class TrackPairs(Dataset):
             frame_u, mean_u = self.cache.get(self.tracks[u].frames[j])
             box_u = self.tracks[u].boxes[j] if u != v else random_box(frame_u.shape, rng)
             x, _ = self._search(frame_u, box_u, mean_u, rng)
-            return z, x, np.full(2, FAR)
+            return z, x, np.array([FAR, FAR, 0.0, 0.0])
         frame_j, mean_j = self.cache.get(track.frames[j])
         contrast = scaled is not None and k.scale_share and rng.random() < k.scale_share
         x, offset = self._search(frame_j, box_j, mean_j, rng, scaled if contrast else None)
@@ -162,7 +163,8 @@ class TrackPairs(Dataset):
     def _search(self, frame: np.ndarray, box: np.ndarray, mean, rng: np.random.Generator,
                 scaled: list | None = None):
         """The search crop around a box, shifted by up to track.shift px and scaled by up to
-        track.stretch -> the crop and the box centre's offset from the crop's centre. With
+        track.stretch -> the crop and the box's centre offset from the crop's centre and its
+        size, (4,) in crop pixels. With
         `scaled`, the same point cut SCALE_CONTRAST times smaller and larger is appended to
         it, with the index of the crop whose scale is nearest the exemplar's (see pair)."""
         k = self.cfg
@@ -178,7 +180,8 @@ class TrackPairs(Dataset):
             scaled.append(([crop(frame, cx, cy, side * f, k.search, mean)
                             for f in factors[::2]],
                            int(np.argmin(np.abs(np.log(stretch * factors))))))
-        return crop(frame, cx, cy, side, k.search, mean), offset
+        return (crop(frame, cx, cy, side, k.search, mean),
+                np.concatenate([offset, np.asarray(box[2:], dtype=float) / a]))
 
     def looks(self, rng: np.random.Generator) -> np.ndarray:
         """A pair's flip, grey and light draws: (11,) float32: flip, grey, then for the
@@ -195,7 +198,8 @@ class TrackPairs(Dataset):
 
     def __getitems__(self, items: list[int]):
         """-> (exemplars (n, E, E, 3) uint8, search crops (n + 2m, S, S, 3) uint8: the n, then
-        the m scale pairs' smaller and larger crops, offsets (n, 2), looks (n, 11), and None or
+        the m scale pairs' smaller and larger crops, targets (n, 4): each target's offset from the
+        search crop's centre and its size there, looks (n, 11), and None or
         the scale pairs' (indices, true-scale index))."""
         zs, xs, offsets, looks, which, truth, extra = [], [], [], [], [], [], [[], []]
         for row, item in enumerate(items):
@@ -222,7 +226,7 @@ class TrackPairs(Dataset):
 def apply_looks(z: torch.Tensor, x: torch.Tensor, offsets: torch.Tensor, looks: torch.Tensor,
                 src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """On the training device: uint8 (N, H, W, 3) crops -> float (N, 3, H, W) in [0, 255]
-    (channels-last), each pair flipped (its offset's x too), made grey and lit as `looks`
+    (channels-last), each pair flipped (its target's x offset too), made grey and lit as `looks`
     says; search crop r takes pair src[r]'s draws (a scale pair's three crops share them)."""
     def lit(t: torch.Tensor, light: torch.Tensor, grey: torch.Tensor) -> torch.Tensor:
         t = t.permute(0, 3, 1, 2).float()
@@ -236,6 +240,7 @@ def apply_looks(z: torch.Tensor, x: torch.Tensor, offsets: torch.Tensor, looks: 
     x = lit(x, looks[src, 7:12], grey[src])
     z = torch.where(flip[:, None, None, None], z.flip(-1), z)
     x = torch.where(flip[src][:, None, None, None], x.flip(-1), x)
-    offsets = torch.stack([torch.where(flip, -offsets[:, 0], offsets[:, 0]), offsets[:, 1]], 1)
+    offsets = torch.cat([torch.where(flip, -offsets[:, 0], offsets[:, 0])[:, None],
+                         offsets[:, 1:]], 1)
     cl = torch.channels_last
     return z.contiguous(memory_format=cl), x.contiguous(memory_format=cl), offsets

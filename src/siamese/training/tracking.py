@@ -20,7 +20,9 @@ the balanced logistic loss on the response map (losses/response.py). For a `scal
 the pairs the search crop is also cut SCALE_CONTRAST times smaller and larger around the same
 point (the same flip and light): the tracker picks the scale whose response peaks highest, so
 the three peaks' softmax is trained to pick the crop where the target has the exemplar's
-scale (cross-entropy, added to the map loss).
+scale (cross-entropy, added to the map loss). With track.head = "box" (models/siambox.py) the
+net also regresses the target's box at every cell, trained by losses/box.py on the same pairs
+(each pair carries the target's size in the search crop beside its offset).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from ..data.loader import default_workers, make_loader
 from ..data.tracks import read_tracks
 from ..errors import ConfigError
 from ..evaluation.plots import plot_history
+from ..losses.box import box_loss
 from ..losses.response import balanced_logistic_loss, response_labels
 from ..models.siamfc import SiamFC
 from ..tracking.net import build_tracker_net
@@ -75,12 +78,17 @@ class TrackingTask(Task):
     def loss(self, z: torch.Tensor, x: torch.Tensor, offsets: torch.Tensor,
              scales: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """The response loss of exemplar/search crops whose targets lie `offsets` off the
-        search crops' centres (in whatever mode the net is in); with `scales` (the scale
+        search crops' centres ((n, 4): offset x, y and size w, h in crop pixels; in whatever
+        mode the net is in); the box head's loss where track.head = "box"; with `scales` (the scale
         pairs' indices and true-scale index, their extra crops after x's first n), plus the
         cross-entropy of the three crops' response peaks."""
         n = len(offsets)
         if scales is not None:  # one forward pass: the extra crops share the batch's norm
             z = torch.cat([z, z[scales[0]], z[scales[0]]])
+        if self.cfg.head == "box":
+            out = self.model(z.to(self.device), x.to(self.device))
+            return box_loss(*(o.float() for o in out), offsets.to(self.device),
+                            self.module.stride, self.cfg.radius)
         logits = self.model(z.to(self.device), x.to(self.device)).float()
         labels = response_labels(logits.shape[-1], self.module.stride, self.cfg.radius,
                                  offsets.cpu())
