@@ -11,9 +11,12 @@ anchor-free head per response cell, as SiamFC++ (Xu et al., 2020), SiamBAN and N
 SiamFC's single correlation map can only say WHERE the target is; its size comes from trying
 three scales, and on the held-out targets the box shrank to half the truth (docs/tracking.md).
 Here every cell also regresses the box around it, so the size is read, not searched. The
-class map stays SiamFC's parameter-free correlation (a first version gave it its own
-depthwise branch and tower, as SiamFC++ does; in 5 CPU minutes it learned slower and tracked
-worse: docs/tracking.md); the regression adjusts the backbone's features by a 1x1 convolution,
+class map stays SiamFC's parameter-free correlation and the head reads the backbone's features
+detached, so the backbone learns exactly as SiamFC's and the head can only add the box (a first
+version gave the class its own depthwise branch and tower, as SiamFC++ does, and trained the
+backbone through everything: it found the centre about as often as SiamFC, its boxes were no
+better, and a second one with SiamFC's map trained through the head spoiled that map: figures
+in docs/tracking.md). The regression adjusts the backbone's features by a 1x1 convolution,
 correlates them channel by channel (depthwise: C maps instead of one), and a small tower of 3x3
 convolutions (GroupNorm: no batch statistics, so training and tracking compute the same)
 turns them into the distances and the quality. The backbone and its batch-norm handling are
