@@ -90,21 +90,25 @@ def test_exact_boxes_leave_only_the_class_and_quality_terms():
 
 
 class SetNet(nn.Module):
-    """A stand-in box net: one sure cell (class logit +6 there, -6 elsewhere), every cell's box
-    `ltrb` around it, quality 0.5."""
+    """A stand-in box net: one sure cell (class logit +6 there, -6 elsewhere; `cell` counted
+    from the map's centre cell, or None: no sure cell), every cell's box `ltrb` around it,
+    quality 0.5. The map has a cell per 8 px of the search crop past a 127-px exemplar, as
+    the real nets have (17 x 17 for 255 px)."""
     stride, response_size = 8, 17
 
-    def __init__(self, cell: tuple[int, int], ltrb: tuple[float, ...]) -> None:
+    def __init__(self, cell: tuple[int, int] | None, ltrb: tuple[float, ...]) -> None:
         super().__init__()
         self.cell, self.ltrb = cell, torch.tensor(ltrb).view(1, 4, 1, 1)
 
     def embed(self, x):
-        return x[:, :1, :1, :1]
+        return x
 
     def respond(self, kernel, x):
-        cls = torch.full((1, 1, 17, 17), -6.0)
-        cls[0, 0, self.cell[0], self.cell[1]] = 6.0
-        return cls, self.ltrb.expand(1, 4, 17, 17), torch.zeros(1, 1, 17, 17)
+        r = (x.shape[-1] - 127) // 8 + 1
+        cls = torch.full((1, 1, r, r), -6.0)
+        if self.cell is not None:
+            cls[0, 0, (r - 1) // 2 + self.cell[0], (r - 1) // 2 + self.cell[1]] = 6.0
+        return cls, self.ltrb.expand(1, 4, r, r), torch.zeros(1, 1, r, r)
 
 
 def test_the_box_tracker_takes_the_best_cells_box():
@@ -112,7 +116,7 @@ def test_the_box_tracker_takes_the_best_cells_box():
     pixels centred 5 px right of the cell: the centre moves there (in frame pixels: crop
     pixels times the search region's side over 255), the size by box_lr x the cell's score."""
     cfg = TrackConfig(box_penalty=0.0, box_lr=0.8)
-    tracker = SiamBoxTracker(SetNet((10, 12), (25.0, 20.0, 35.0, 20.0)), cfg)
+    tracker = SiamBoxTracker(SetNet((2, 4), (25.0, 20.0, 35.0, 20.0)), cfg)
     frame = np.zeros((400, 400, 3), np.uint8)
     tracker.init(frame, np.array([180.5, 180.5, 40.0, 40.0]))  # centre (200, 200)
     a = context_size(40, 40) * 255 / 127 / 255  # frame pixels per search-crop pixel
@@ -123,6 +127,26 @@ def test_the_box_tracker_takes_the_best_cells_box():
     assert w == pytest.approx(40 * (1 - lr) + 60 * a * lr)
     assert h == pytest.approx(40 * (1 - lr) + 40 * a * lr)
     assert tracker.confidence == pytest.approx(1 / (1 + np.exp(-6.0)))
+
+
+def test_a_lost_box_tracker_searches_wider_and_finds_the_target_there():
+    """No sure cell for `redetect` frames: the tracker takes itself for lost; the next search
+    is `widen` times wider (a bigger map, the same frame pixels per cell), where a sure cell
+    20 cells off the centre (beyond the normal map's 8) brings it back."""
+    cfg = TrackConfig(redetect=2, lost_below=0.5, widen=2.5, box_penalty=0.0)
+    net = SetNet(None, (20.0, 20.0, 20.0, 20.0))
+    tracker = SiamBoxTracker(net, cfg)
+    frame = np.zeros((1000, 1000, 3), np.uint8)
+    tracker.init(frame, np.array([480.5, 480.5, 40.0, 40.0]))  # centre (500, 500)
+    for _ in range(2):
+        tracker.update(frame)
+        assert tracker.confidence < 0.5
+    assert tracker.lost
+    net.cell = (0, 20)
+    a = context_size(40, 40) * 255 / 127 / 255  # unchanged by widening: more pixels, not larger
+    x, y, w, h = tracker.update(frame)
+    assert x + (w - 1) / 2 == pytest.approx(500 + 20 * 8 * a, abs=0.1)  # float32 maps
+    assert tracker.confidence > 0.5 and not tracker.lost
 
 
 @pytest.fixture(scope="module")

@@ -44,7 +44,7 @@ class SiamBoxTracker(SiamFCTracker):
         """The next frame -> the target's box x, y, w, h."""
         c = self.cfg
         lost = self.lost
-        pixels = int(round(c.search * c.widen)) if lost else c.search
+        pixels = self.wide_pixels if lost else c.search
         side = self.x_side * pixels / c.search  # the same frame pixels per crop pixel
         x = crop(frame, self.cx, self.cy, side, pixels, self.mean)
         cls, ltrb, quality = self.net.respond(self.kernel, self.net.embed(self._tensor([x])))

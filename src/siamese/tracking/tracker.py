@@ -58,6 +58,14 @@ class SiamFCTracker:
         self.confidence, self.low = 1.0, 0
 
     @property
+    def wide_pixels(self) -> int:
+        """The re-detection crop's side: about `widen` x search, larger than the search crop
+        by a whole number of strides, so that its centre is a cell's (an odd-sized map) and
+        each cell's position reads as in the normal search."""
+        c, stride = self.cfg, self.net.stride
+        return c.search + stride * int(round(c.search * (c.widen - 1) / stride))
+
+    @property
     def lost(self) -> bool:
         """Searching the wider region (track.redetect frames in a row below lost_below)."""
         return 0 < self.cfg.redetect <= self.low
@@ -70,7 +78,7 @@ class SiamFCTracker:
         c = self.cfg
         lost = self.lost
         if lost:  # one scale, a region `widen` times wider at the same pixel scale
-            pixels = int(round(c.search * c.widen))
+            pixels = self.wide_pixels
             sides, scales, penalty = np.array([self.x_side * pixels / c.search]), [1.0], [1.0]
         else:
             pixels, sides, scales, penalty = c.search, self.x_side * self.scales, \
