@@ -21,10 +21,10 @@ def box_of(cx: float, cy: float, w: float, h: float) -> np.ndarray:
     return np.array([cx - (w - 1) / 2, cy - (h - 1) / 2, w, h])
 
 
-def context_size(w: float, h: float, context: float = 0.5) -> float:
-    """The side of the exemplar's region in frame pixels."""
+def context_size(w, h, context: float = 0.5):
+    """The side of the exemplar's region in frame pixels (of floats or, elementwise, arrays)."""
     p = context * (w + h)
-    return float(np.sqrt((w + p) * (h + p)))
+    return np.sqrt((w + p) * (h + p))
 
 
 def frame_mean(frame: np.ndarray) -> tuple[float, float, float]:

@@ -7,7 +7,7 @@ A pair's target is its box in the search crop: centre (dx, dy) from the crop's c
 - box: on the cells in the box's central half (|x - dx| <= w/4 and |y - dy| <= h/4, at least
   half a stride each way, so even a small target has its nearest cell), 1 - GIoU between the
   cell's regressed box and the truth;
-- quality: on the positive cells, the logistic loss against the IoU of the cell's box with the
+- quality: on the same cells, the logistic loss against the IoU of the cell's box with the
   truth (held as a constant), so that class x quality ranks the cells whose boxes fit.
 A pair whose target is not in the crop (a negative pair) has no cell to fit: only its class
 term counts. The three terms are summed.
@@ -57,8 +57,7 @@ def box_loss(cls: torch.Tensor, ltrb: torch.Tensor, quality: torch.Tensor,
     """The head's outputs for B pairs ((B, 1, R, R), (B, 4, R, R), (B, 1, R, R)) and their
     (B, 4) targets -> the summed class, box and quality losses (see the module's docstring)."""
     size = cls.shape[-1]
-    loss = balanced_logistic_loss(cls, response_labels(size, stride, radius,
-                                                       targets[:, :2].cpu()).to(cls.device))
+    loss = balanced_logistic_loss(cls, response_labels(size, stride, radius, targets[:, :2]))
     pos = box_labels(size, stride, targets)[:, 0] > 0
     if not pos.any():
         return loss + 0 * (ltrb.sum() + quality.sum())  # every parameter in the graph (DDP)

@@ -10,13 +10,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..models.siambox import cell_positions
+
 
 def response_labels(size: int, stride: int, radius: float,
                     offsets: torch.Tensor) -> torch.Tensor:
     """(B, 2) target centres relative to the search crop's centre (x, y, in crop pixels) ->
     (B, 1, size, size) labels in {0, 1}. Cell (i, j) stands for the crop position
     ((j - (size - 1) / 2) * stride, (i - (size - 1) / 2) * stride)."""
-    grid = (torch.arange(size, dtype=torch.float32) - (size - 1) / 2) * stride
+    grid = cell_positions(size, stride).to(offsets.device)
     dx = grid[None, None, :] - offsets[:, 0, None, None]
     dy = grid[None, :, None] - offsets[:, 1, None, None]
     return ((dx ** 2 + dy ** 2) <= radius ** 2).float()[:, None]

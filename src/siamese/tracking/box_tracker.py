@@ -27,12 +27,6 @@ def _change(r: np.ndarray) -> np.ndarray:
     return np.maximum(r, 1 / r)
 
 
-def _padded(w: np.ndarray | float, h: np.ndarray | float, context: float):
-    """context_size for arrays: the side of the box with its context margin."""
-    p = context * (w + h)
-    return np.sqrt((w + p) * (h + p))
-
-
 class SiamBoxTracker(SiamFCTracker):
     def __init__(self, net: SiamBox, cfg: TrackConfig, device: str = "cpu") -> None:
         super().__init__(net, cfg, device)
@@ -54,7 +48,7 @@ class SiamBoxTracker(SiamFCTracker):
         a = side / pixels  # frame pixels per crop pixel
         w = np.maximum(boxes[2] - boxes[0], 1e-3) * a
         h = np.maximum(boxes[3] - boxes[1], 1e-3) * a
-        size = _change(_padded(w, h, c.context) / _padded(self.w, self.h, c.context))
+        size = _change(context_size(w, h, c.context) / context_size(self.w, self.h, c.context))
         aspect = _change((self.w / self.h) / (w / h))
         penalty = np.exp(-(size * aspect - 1) * c.box_penalty)
         scored = penalty * score

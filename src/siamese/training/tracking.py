@@ -91,8 +91,8 @@ class TrackingTask(Task):
                             self.module.stride, self.cfg.radius)
         logits = self.model(z.to(self.device), x.to(self.device)).float()
         labels = response_labels(logits.shape[-1], self.module.stride, self.cfg.radius,
-                                 offsets.cpu())
-        loss = balanced_logistic_loss(logits[:n], labels.to(logits.device))
+                                 offsets.to(logits.device))
+        loss = balanced_logistic_loss(logits[:n], labels)
         if scales is None:
             return loss
         m, peaks = len(scales[0]), logits.flatten(1).amax(1)
