@@ -157,6 +157,41 @@ def test_noise_is_added_at_the_drawn_signal_to_noise_ratio():
     torch.testing.assert_close(torch.cat(halves), out)  # ranks draw the global batch's rows
 
 
+def test_speed_perturbation_moves_the_pitch_by_the_drawn_factor():
+    from siamese.data.audio import speed_crop
+
+    rate, n = 8000, 4000
+    w = Waveforms.from_arrays([tone(250, rate, 1.5)] * 8)
+    out = speed_crop(w, n, 0.2, torch.Generator().manual_seed(0))
+    f = 1 + 0.2 * (2 * torch.rand(8, generator=torch.Generator().manual_seed(0)) - 1)
+    pitch = np.abs(np.fft.rfft(out.numpy(), axis=1)).argmax(1) * rate / n
+    np.testing.assert_allclose(pitch, 250 * f.numpy(), atol=2.5)  # faster = higher, by f
+    halves = [speed_crop(w[torch.arange(0, 3)], n, 0.2, torch.Generator().manual_seed(0), 0, 8),
+              speed_crop(w[torch.arange(3, 8)], n, 0.2, torch.Generator().manual_seed(0), 3, 8)]
+    torch.testing.assert_close(torch.cat(halves), out)  # ranks draw the global batch's rows
+
+
+def test_include_and_exclude_choose_files_by_relative_path(tmp_path, capsys):
+    from siamese.data.datasets import load_audio_tree
+
+    root = voices(tmp_path / "v", speakers=4, clips=3)
+    all_files = load_audio_tree(root, 8000)
+    some = load_audio_tree(root, 8000, include=r"^spk[0-2]/", exclude=r"/0\.wav$")
+    expected = [f for f in all_files.sources
+                if f.split("/")[-2] in ("spk0", "spk1", "spk2") and not f.endswith("/0.wav")]
+    assert some.sources == expected and some.classes == ["spk0", "spk1", "spk2"]
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(root), "--exclude", "^spk3/", "--epochs", "1",
+                 "--split", "samples", "--out", str(out), *AUDIO_RUN]) == 0
+    assert siamese.load(out).card["data"]["classes"] == 3
+    capsys.readouterr()
+    assert main(["train", "--data", str(root), "--include", "nothing-matches", "--out",
+                 str(tmp_path / "r2"), *AUDIO_RUN]) == 2
+    err = capsys.readouterr().err
+    assert "leave none of the 12 files" in err and "spk0/0.wav" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "r2").exists()
+
+
 def test_a_dataloader_worker_sends_only_its_batch_of_audio():
     from torch.utils.data import BatchSampler
 

@@ -206,3 +206,18 @@ def test_search_k_and_a_closed_pipe(run_copy, tmp_path, capsys):
     cmd = (f"{sys.executable} -m siamese gallery list {run_copy} | head -1")
     r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=120)
     assert r.stdout.startswith("6 items") and "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("as_zip", [False, True])
+def test_include_exclude_choose_images_of_a_folder_or_zip(tmp_path, as_zip):
+    root = make_image_tree(tmp_path / "d", classes=4, per_class=3)
+    path = root
+    if as_zip:
+        path = tmp_path / "d.zip"
+        with zipfile.ZipFile(path, "w") as zf:
+            for p in sorted(root.rglob("*.png")):
+                zf.write(p, p.relative_to(root).as_posix())
+    full = load_dataset(str(path), 8)
+    some = load_dataset(str(path), 8, include="class_[012]/", exclude="class_1/")
+    assert some.classes == ["class_0", "class_2"]
+    assert some.sources == [s for s in full.sources if "class_0/" in s or "class_2/" in s]

@@ -11,7 +11,7 @@ import torch
 from .artifact import read_card, read_json, write_card
 from .atomic import atomic_write_json
 from .config import Config, EvalConfig, config_from_dict
-from .data.audio import Waveforms, add_noise, crop
+from .data.audio import Waveforms, add_noise, crop, speed_crop
 from .data.datasets import load_dataset
 from .data.labeled import LabeledData
 from .data.lazy import ImageFiles
@@ -53,7 +53,8 @@ def _load(cfg: Config, pre: Preprocessing | None = None) -> LabeledData:
         size, channels = pre.input_shape[1], pre.input_shape[0]
     return load_dataset(cfg.data.path, size, channels, cfg.data.label_column,
                         cfg.data.cache, cache_budget(cfg), cfg.data.cache_dir,
-                        cfg.data.sample_rate, cfg.data.label_pattern)
+                        cfg.data.sample_rate, cfg.data.label_pattern, cfg.data.include,
+                        cfg.data.exclude)
 
 
 def _pieces(data: LabeledData, crop: int, most: int) -> LabeledData:
@@ -235,7 +236,9 @@ def _fit(cfg: Config, data: LabeledData, split: Split, out: Path, d: Dist, resum
     elif data.kind == "audio":  # random crops (SpecAugment runs in the front end)
         def augment(x: Waveforms, gen: torch.Generator, offset: int = 0,
                     total: int | None = None) -> torch.Tensor:
-            out = crop(x, pre.input_shape[0], gen, offset, total)
+            n, speed = pre.input_shape[0], cfg.augment.speed if cfg.augment.enabled else 0
+            out = speed_crop(x, n, speed, gen, offset, total) if speed > 0 else \
+                crop(x, n, gen, offset, total)
             if cfg.augment.enabled and cfg.augment.noise_snr > 0:
                 out = add_noise(out, cfg.augment.noise_snr, gen, offset, total)
             return out

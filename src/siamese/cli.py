@@ -21,6 +21,7 @@ TRAIN_FLAGS = {
     "split.test_classes", "workers": "train.workers", "cache": "data.cache",
     "amp": "train.amp", "cache_dir": "data.cache_dir", "pairs": "data.pairs",
     "images": "data.images", "task": "train.task", "label_pattern": "data.label_pattern",
+    "include": "data.include", "exclude": "data.exclude",
     "sample_rate": "data.sample_rate", "crop_seconds": "data.crop_seconds", "width":
     "model.width", "views": "model.views",
 }
@@ -247,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--label-column")
     t.add_argument("--label-pattern", help="audio: the class from the file name by this "
                    "regular expression (its group 'label' or first group), e.g. '^([0-9]+)_'")
+    t.add_argument("--include", help="only the files whose path (relative to --data) this "
+                   "regular expression finds, e.g. '/[89a-f][0-9a-f]*_nohash_'")
+    t.add_argument("--exclude", help="leave out the files whose relative path this regular "
+                   "expression finds, e.g. '^(zero|one|two)/'")
     t.add_argument("--sample-rate", type=int, help="audio: resample to this rate (16000)")
     t.add_argument("--crop-seconds", type=float, help="audio: training crop length (2.0)")
     t.add_argument("--image-size", type=int)

@@ -47,6 +47,11 @@ class DataConfig:
     # crop_seconds (several per long utterance); evaluation whole utterances in windows of it.
     sample_rate: int = 16000
     label_pattern: str = ""
+    # Folders and zips of images or audio: only the files whose path relative to `path`
+    # the regular expression `include` finds ("" = all) and `exclude` does not, e.g. some
+    # speakers' or words' files of a corpus without copying it.
+    include: str = ""
+    exclude: str = ""
     crop_seconds: float = 2.0
     n_mels: int = 64
 
@@ -84,6 +89,10 @@ class AugmentConfig:
     time_mask: int = 20  # ... and up to this many 10 ms frames
     noise_snr: float = 0.0  # audio: white noise at SNR in [noise_snr, noise_snr + 20] dB, and
     # a +-6 dB gain, on each crop; 0 = off
+    # audio: each crop played faster or slower by a factor in [1 - speed, 1 + speed] (tempo
+    # and pitch, as Kaldi's speed perturbation: formants move as between speakers); for
+    # words, not speakers (it changes the voice); 0 = off
+    speed: float = 0.0
 
 
 @dataclass
@@ -347,6 +356,7 @@ def resolve(cfg: Config) -> Config:
         (1 <= cfg.loss.subcenters <= 16, "loss.subcenters must be in [1, 16]"),
         (cfg.augment.freq_mask >= 0 and cfg.augment.time_mask >= 0,
          "augment.freq_mask and augment.time_mask must be >= 0"),
+        (0 <= cfg.augment.speed < 0.5, "augment.speed must be in [0, 0.5), e.g. 0.1"),
         (0 <= cfg.split.val_fraction < 1, "split.val_fraction must be in [0, 1)"),
         (2 <= cfg.split.folds <= 10, "split.folds must be in [2, 10]"),
         (0 <= cfg.split.val_class_fraction < 1, "split.val_class_fraction must be in [0, 1)"),

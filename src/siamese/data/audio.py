@@ -12,12 +12,14 @@ windows of that length (`windows`), averaged.
 from __future__ import annotations
 
 import io
+import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..errors import DataError
 
@@ -157,6 +159,21 @@ def crop(w: Waveforms, n: int, gen: torch.Generator | None, offset: int = 0,
         x = _fit(w.get(i), n)
         s = int(u[i] * (len(x) - n + 1)) if len(x) > n else 0
         out[i] = x[s:s + n]
+    return out
+
+
+def speed_crop(w: Waveforms, n: int, speed: float, gen: torch.Generator, offset: int = 0,
+               total: int | None = None) -> torch.Tensor:
+    """(B, n) random crops, each played faster or slower by a factor f drawn in
+    [1 - speed, 1 + speed] (Kaldi's speed perturbation: tempo and pitch together, so formants
+    move as between speakers): n * f samples are cropped and resampled to n (linear)."""
+    total = total or len(w)
+    f = 1 + speed * (2 * torch.rand(total, generator=gen)[offset:offset + len(w)] - 1)
+    long = crop(w, int(math.ceil(n * (1 + speed))), gen, offset, total)
+    out = torch.empty(len(w), n)
+    for i in range(len(w)):
+        src = long[i, :max(2, int(round(n * float(f[i]))))]
+        out[i] = F.interpolate(src[None, None], size=n, mode="linear", align_corners=False)[0, 0]
     return out
 
 

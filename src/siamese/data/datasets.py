@@ -68,10 +68,32 @@ def _walk(path: Path, accept) -> list[str]:
     return rels
 
 
-def _image_listing(path: Path) -> tuple[list[str], list, list[str]]:
+def select(rels: list[str], include: str = "", exclude: str = "", what: str = "") -> list[str]:
+    """The paths (relative to the data root, '/'-separated) that the regular expression
+    `include` finds (anywhere in the path; "" = all) and `exclude` does not, e.g. include
+    '/[89a-f][0-9a-f]*_nohash_' for some speakers, exclude '^(zero|one)/' for some words."""
+    out = rels
+    for key, pattern, keep in (("include", include, True), ("exclude", exclude, False)):
+        if not pattern:
+            continue
+        try:
+            rx = re.compile(pattern)
+        except re.error as e:
+            raise ConfigError(f"data.{key} '{pattern}' is not a regular expression ({e})") \
+                from None
+        out = [r for r in out if (rx.search(r) is not None) == keep]
+    if rels and not out:
+        raise DataError(f"data.include '{include}' / data.exclude '{exclude}' leave none of the "
+                        f"{len(rels)} files in {what}; they match paths relative to it, such as "
+                        f"'{rels[0]}'")
+    return out
+
+
+def _image_listing(path: Path, include: str = "", exclude: str = ""
+                   ) -> tuple[list[str], list, list[str]]:
     """(member names relative to the root, sources for reading, display names)."""
     if path.is_dir():
-        rels, root = _walk(path, is_image_name), str(path)
+        rels, root = select(_walk(path, is_image_name), include, exclude, str(path)), str(path)
         files = [f"{root}/{r}" for r in rels]
         return rels, files, files
     try:
@@ -87,6 +109,8 @@ def _image_listing(path: Path) -> tuple[list[str], list, list[str]]:
         ) from None
     # Members are read one at a time when decoded, each capped by its declared size: a zip
     # bomb cannot fill the memory.
+    keep = set(select([i.filename for i in infos], include, exclude, str(path)))
+    infos = [i for i in infos if i.filename in keep]
     members = [i.filename for i in infos]
     sources = [ZipMember(path, i.filename, i.file_size) for i in infos]
     return members, sources, [f"{path}:{m}" for m in members]
@@ -111,7 +135,8 @@ def image_samples(sources: list, names: list[str], image_size: int, channels: in
 
 
 def load_image_tree(path: Path, image_size: int, channels: int = 0,
-                    cache: str = "memory", budget: int = 0, cache_dir: str = "") -> LabeledData:
+                    cache: str = "memory", budget: int = 0, cache_dir: str = "",
+                    include: str = "", exclude: str = "") -> LabeledData:
     """Images in class folders, from a folder or a .zip. channels 0 = decide from the images.
 
     cache "memory": decode every image now into one tensor; "none": leave them on disk
@@ -119,7 +144,7 @@ def load_image_tree(path: Path, image_size: int, channels: int = 0,
     `cache_dir` and read from it; "auto": memory if the decoded tensor fits `budget` bytes,
     else none.
     """
-    members, sources, names = _image_listing(path)
+    members, sources, names = _image_listing(path, include, exclude)
     if not members:
         raise DataError(
             f"no images found in {path}; expected {path}/<class>/<image>.png (or .jpg, .bmp, ...)"
@@ -157,10 +182,11 @@ def _labels_from_names(rels: list[str], pattern: str, path: Path) -> list[str]:
     return out
 
 
-def load_audio_tree(path: Path, rate: int, label_pattern: str = "") -> LabeledData:
+def load_audio_tree(path: Path, rate: int, label_pattern: str = "", include: str = "",
+                    exclude: str = "") -> LabeledData:
     """Audio files (WAV, FLAC, OGG) in class folders, or anywhere under `path` with the class
     taken from the file name by `label_pattern`; read and resampled to `rate` Hz mono."""
-    rels = _walk(path, is_audio_name)
+    rels = select(_walk(path, is_audio_name), include, exclude, str(path))
     if not rels:
         raise DataError(f"no audio files found in {path}; expected .wav, .flac or .ogg files")
     if label_pattern:
@@ -197,8 +223,9 @@ def _holds_audio(p: Path) -> bool:
 def load_dataset(path: str, image_size: int = 32, channels: int = 0,
                  label_column: str = "label", cache: str = "memory",
                  budget: int = 0, cache_dir: str = "", sample_rate: int = 16000,
-                 label_pattern: str = "") -> LabeledData:
-    """Load any supported data set; `path` "" means the bundled digits.
+                 label_pattern: str = "", include: str = "", exclude: str = "") -> LabeledData:
+    """Load any supported data set; `path` "" means the bundled digits. include, exclude:
+    regular expressions choosing files of a folder by their relative path (see `select`).
 
     cache, budget: whether image folders are decoded into memory (see `load_image_tree`);
     vectors, audio and the digits are always in memory."""
@@ -209,9 +236,10 @@ def load_dataset(path: str, image_size: int = 32, channels: int = 0,
         raise DataError(f"data path {p} does not exist; give a folder, .zip, .csv or .npy file")
     suffix = p.suffix.lower()
     if _holds_audio(p):
-        data = load_audio_tree(p, sample_rate, label_pattern)
+        data = load_audio_tree(p, sample_rate, label_pattern, include, exclude)
     elif p.is_dir() or suffix == ".zip":
-        data = load_image_tree(p, image_size, channels, cache, budget, cache_dir)
+        data = load_image_tree(p, image_size, channels, cache, budget, cache_dir, include,
+                               exclude)
     elif suffix in (".csv", ".npy"):
         data = load_table(p, label_column)
     else:
