@@ -99,7 +99,7 @@ def test_an_audio_run_trains_compares_and_embeds(tmp_path, capsys):
                  "--out", str(out), *AUDIO_RUN]) == 0
     model = siamese.load(out)
     assert model.preprocessing.kind == "audio" and model.preprocessing.sample_rate == 8000
-    assert model.card["config"]["model"]["encoder"] == "audio_resnet"
+    assert model.card["config"]["model"]["encoder"] == "ecapa"  # the default for audio
     a, b = root / "spk0/0.wav", root / "spk0/1.wav"
     capsys.readouterr()
     assert main(["compare", str(out), str(a), str(b)]) == 0
@@ -169,6 +169,53 @@ def test_speed_perturbation_moves_the_pitch_by_the_drawn_factor():
     halves = [speed_crop(w[torch.arange(0, 3)], n, 0.2, torch.Generator().manual_seed(0), 0, 8),
               speed_crop(w[torch.arange(3, 8)], n, 0.2, torch.Generator().manual_seed(0), 3, 8)]
     torch.testing.assert_close(torch.cat(halves), out)  # ranks draw the global batch's rows
+
+
+def test_the_default_crop_is_the_median_recording_between_half_a_second_and_two(tmp_path):
+    from siamese.data.audio import auto_crop_seconds
+
+    assert auto_crop_seconds(np.array([8000, 9000, 30000]), 8000) == 1.12
+    assert auto_crop_seconds(np.array([1000, 2000]), 8000) == 0.5
+    assert auto_crop_seconds(np.array([16000 * 12] * 3), 16000) == 2.0
+    root = voices(tmp_path / "v", speakers=3, clips=3)
+    rate = 8000
+    lengths = [len(read_audio(str(f), str(f), rate)) for f in sorted(root.rglob("*.wav"))]
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(root), "--epochs", "1", "--split", "samples",
+                 "--sample-rate", str(rate), "--width", "4", "--batch-size", "12", "--quiet",
+                 "--out", str(out)]) == 0
+    model = siamese.load(out)
+    crop_s = model.card["config"]["data"]["crop_seconds"]  # resolved in the saved config
+    assert crop_s == auto_crop_seconds(np.array(lengths), rate)
+    assert model.preprocessing.input_shape == [round(rate * crop_s)]
+
+
+def test_reversed_waveforms_are_each_utterance_backwards():
+    rng = np.random.default_rng(0)
+    w = Waveforms.from_arrays([rng.normal(size=n).astype(np.float32) for n in (5, 1, 9, 3)])
+    w = w.take(np.array([2, 0, 3]))  # a view with gaps and another order
+    r = w.reversed()
+    assert [r.get(i).tolist() for i in range(len(r))] == \
+        [w.get(i).flip(0).tolist() for i in range(len(w))]
+
+
+def test_class_reversals_train_twice_the_classes_and_the_backward_clips(tmp_path, monkeypatch):
+    import siamese.api
+
+    seen = {}
+    create = siamese.api.create_loss
+
+    def spy(*a, **k):
+        seen["classes"] = k["classes"]
+        return create(*a, **k)
+
+    monkeypatch.setattr(siamese.api, "create_loss", spy)
+    root = voices(tmp_path / "v", speakers=4, clips=4)
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(root), "--loss", "arcface", "--epochs", "1", "--split",
+                 "samples", "--set", "data.class_reversals=true", "--out", str(out),
+                 *AUDIO_RUN]) == 0
+    assert seen["classes"] == 8 and siamese.load(out).card["data"]["classes"] == 4
 
 
 def test_include_and_exclude_choose_files_by_relative_path(tmp_path, capsys):

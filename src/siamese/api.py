@@ -11,7 +11,7 @@ import torch
 from .artifact import read_card, read_json, write_card
 from .atomic import atomic_write_json
 from .config import Config, EvalConfig, config_from_dict
-from .data.audio import Waveforms, add_noise, crop, speed_crop
+from .data.audio import Waveforms, add_noise, auto_crop_seconds, crop, speed_crop
 from .data.datasets import load_dataset
 from .data.labeled import LabeledData
 from .data.lazy import ImageFiles
@@ -122,6 +122,8 @@ def _train(cfg: Config, out: Path, d: Dist, resume: bool, force: bool, quiet: bo
     check_views(cfg.model.views, data.kind)
     if cfg.model.encoder == "auto":  # the saved config names the encoder actually used
         cfg.model.encoder = default_encoder(data.kind)
+    if data.kind == "audio" and cfg.data.crop_seconds == 0:  # ... and the crop's length
+        cfg.data.crop_seconds = auto_crop_seconds(data.x.length.numpy(), cfg.data.sample_rate)
     split = make_split(data, cfg.split, cfg.train.seed, can_crossfit=d.world == 1 and
                        cfg.train.max_minutes <= 0)
     if cfg.train.keep == "auto":  # cross-fitted: the schedule's end (docs/small_data.md)
@@ -184,6 +186,14 @@ def _fit(cfg: Config, data: LabeledData, split: Split, out: Path, d: Dist, resum
     if (cfg.data.class_rotations or cfg.data.class_flips) and data.kind == "image":
         x_train, y_train, train_classes, train_groups = add_transformed_classes(
             x_train, y_train, train_classes, train_groups, flips=cfg.data.class_flips)
+    if cfg.data.class_reversals and data.kind == "audio":  # twice the words, same sounds
+        back = x_train.reversed()
+        x_train = Waveforms(torch.cat([x_train.data, back.data]),
+                            torch.cat([x_train.start, back.start + len(x_train.data)]),
+                            torch.cat([x_train.length, back.length]))
+        y_train = np.concatenate([y_train, y_train + len(train_classes)])
+        train_classes = [*train_classes, *(f"{c} (reversed)" for c in train_classes)]
+        train_groups = [*train_groups, *train_groups] if train_groups else train_groups
 
     net = build_net(cfg, pre.input_shape, data.kind).to(device)
     loss_fn = create_loss(cfg.loss.name, margin=cfg.loss.margin, distance=cfg.loss.distance,

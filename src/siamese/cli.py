@@ -253,7 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--exclude", help="leave out the files whose relative path this regular "
                    "expression finds, e.g. '^(zero|one|two)/'")
     t.add_argument("--sample-rate", type=int, help="audio: resample to this rate (16000)")
-    t.add_argument("--crop-seconds", type=float, help="audio: training crop length (2.0)")
+    t.add_argument("--crop-seconds", type=float, help="audio: training crop length "
+                   "(default: the median recording's, 0.5 to 2 s)")
     t.add_argument("--image-size", type=int)
     t.add_argument("--channels", type=int, choices=[0, 1, 3])
     t.add_argument("--encoder", help="conv4 | conv4_pool_first | koch | resnet | mlp | "

@@ -29,6 +29,7 @@ class DataConfig:
     channels: int = 0  # 1 (grey) or 3 (RGB); 0 = 1 if every image is grey, else 3
     class_rotations: bool = False  # add each class rotated by 90/180/270 degrees as new classes
     class_flips: bool = False  # also add the mirror images of those (8x the classes in all)
+    class_reversals: bool = False  # audio: add each class played backwards as a new class
     # Image folders: "memory" decodes every image once into RAM; "none" leaves them on disk,
     # decoded by the DataLoader workers batch by batch; "disk" decodes them once into a file
     # of uint8 pixels under cache_dir (default ~/.cache/siamese) and reads that; "auto":
@@ -52,7 +53,9 @@ class DataConfig:
     # speakers' or words' files of a corpus without copying it.
     include: str = ""
     exclude: str = ""
-    crop_seconds: float = 2.0
+    # 0 = auto: the median recording's length, between 0.5 and 2 s (1 s for one-second word
+    # clips, 2 s for long speaker recordings); resolved in the saved config
+    crop_seconds: float = 0.0
     n_mels: int = 64
 
 
@@ -97,7 +100,8 @@ class AugmentConfig:
 
 @dataclass
 class ModelConfig:
-    encoder: str = "auto"  # conv4 | conv4_pool_first | koch | resnet | mlp; auto = conv4 for images
+    encoder: str = "auto"  # conv4 | conv4_pool_first | koch | resnet | mlp | audio_resnet | ecapa;
+    # auto = conv4 for images, ecapa for audio (9x audio_resnet's speed at width 64)
     width: int = 64  # channels of the first conv stage (or hidden units / 4 for the MLP)
     embedding_dim: int = 64  # 0 = use the encoder's features as they are
     normalize: bool = True  # L2-normalise embeddings
@@ -351,7 +355,8 @@ def resolve(cfg: Config) -> Config:
         (0 <= cfg.model.views <= 64, "model.views must be in [0, 64] (0 = one pass)"),
         (cfg.data.channels in (0, 1, 3), "data.channels must be 0, 1 or 3"),
         (4000 <= cfg.data.sample_rate <= 48000, "data.sample_rate must be in [4000, 48000]"),
-        (0.2 <= cfg.data.crop_seconds <= 30, "data.crop_seconds must be in [0.2, 30]"),
+        (cfg.data.crop_seconds == 0 or 0.2 <= cfg.data.crop_seconds <= 30,
+         "data.crop_seconds must be 0 (auto) or in [0.2, 30]"),
         (16 <= cfg.data.n_mels <= 128, "data.n_mels must be in [16, 128]"),
         (1 <= cfg.loss.subcenters <= 16, "loss.subcenters must be in [1, 16]"),
         (cfg.augment.freq_mask >= 0 and cfg.augment.time_mask >= 0,

@@ -129,6 +129,12 @@ class Waveforms:
     def take(self, index: np.ndarray) -> Waveforms:
         return self[torch.from_numpy(np.asarray(index, dtype=np.int64))]
 
+    def reversed(self) -> Waveforms:
+        """Every utterance played backwards: the flat tensor flipped once, the positions
+        mirrored (one copy of the data, whatever the number of utterances)."""
+        total = len(self.data)
+        return Waveforms(self.data.flip(0), total - self.start - self.length, self.length)
+
     def segments(self, parts: np.ndarray) -> tuple[Waveforms, np.ndarray]:
         """Utterance i cut into parts[i] consecutive pieces of equal length (views) ->
         (the pieces, the utterance of each)."""
@@ -160,6 +166,14 @@ def crop(w: Waveforms, n: int, gen: torch.Generator | None, offset: int = 0,
         s = int(u[i] * (len(x) - n + 1)) if len(x) > n else 0
         out[i] = x[s:s + n]
     return out
+
+
+def auto_crop_seconds(lengths: np.ndarray, rate: int) -> float:
+    """The training crop for data.crop_seconds 0: the median recording's length (to 0.01 s),
+    between 0.5 and 2 s: one-second word clips are not cropped to a repeat of themselves, and
+    long recordings give 2-s crops (several per recording)."""
+    med = float(np.median(lengths)) / rate if len(lengths) else 2.0
+    return float(min(2.0, max(0.5, round(med, 2))))
 
 
 def speed_crop(w: Waveforms, n: int, speed: float, gen: torch.Generator, offset: int = 0,

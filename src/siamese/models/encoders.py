@@ -145,5 +145,5 @@ def create_encoder(name: str, input_shape: tuple[int, ...], width: int = 64) -> 
 
 
 def default_encoder(kind: str) -> str:
-    return {"image": "conv4", "audio": "audio_resnet"}.get(kind, "mlp")
+    return {"image": "conv4", "audio": "ecapa"}.get(kind, "mlp")
 
