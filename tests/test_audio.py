@@ -231,6 +231,9 @@ def test_include_and_exclude_choose_files_by_relative_path(tmp_path, capsys):
     assert main(["train", "--data", str(root), "--exclude", "^spk3/", "--epochs", "1",
                  "--split", "samples", "--out", str(out), *AUDIO_RUN]) == 0
     assert siamese.load(out).card["data"]["classes"] == 3
+    # evaluated on a folder of its own, the training run's choice of files does not apply
+    metrics = siamese.evaluate(siamese.load(out), data=root, out=tmp_path / "e")
+    assert metrics["data"]["samples"] == 12 and metrics["data"]["classes"] == 4
     capsys.readouterr()
     assert main(["train", "--data", str(root), "--include", "nothing-matches", "--out",
                  str(tmp_path / "r2"), *AUDIO_RUN]) == 2

@@ -300,6 +300,7 @@ def evaluate(model: Model | str | Path, data: str | Path | None = None,
     sets: dict[str, LabeledData] = {}
     if data is not None:
         cfg.data.path = str(data)
+        cfg.data.include = cfg.data.exclude = ""  # they chose the training files, not these
         sets["data"] = _load(cfg, pre)
     else:
         full = _data if _data is not None else _load(cfg, pre)
