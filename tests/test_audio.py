@@ -1,6 +1,7 @@
 """Audio: reading (formats, rates, channels, bad files), the log-mel front end against
 librosa, crops and windows, and end-to-end runs on synthetic clips and on FSDD."""
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -253,3 +254,31 @@ def test_a_dataloader_worker_sends_only_its_batch_of_audio():
     for xb, yb in loader:
         assert len(xb.data) == int(xb.length.sum()) < len(w.data)  # not the whole set
         assert [int(xb.get(i)[0]) for i in range(len(xb))] == yb.tolist()
+
+
+def test_evaluate_with_a_cohort_reports_as_norm_of_the_same_pairs(audio_run_session, tmp_path,
+                                                                   capsys):
+    from siamese.data.datasets import load_audio_tree
+    from siamese.data.sampling import sample_pairs
+    from siamese.evaluation.score_norm import as_norm
+    from siamese.evaluation.verification import equal_error_rate
+
+    test = voices(tmp_path / "test", speakers=4, clips=4)
+    cohort = voices(tmp_path / "cohort", speakers=3, clips=2)
+    capsys.readouterr()
+    assert main(["evaluate", str(audio_run_session), "--data", str(test), "--cohort",
+                 str(cohort), "--cohort-top", "3", "--out", str(tmp_path / "e")]) == 0
+    assert "EER, AS-norm" in capsys.readouterr().out
+    got = json.loads((tmp_path / "e" / "metrics.json").read_text())["data"]
+    model = siamese.load(audio_run_session)
+    data = load_audio_tree(test, 8000)
+    emb = model.embed(data.sources)
+    cfg = model.card["config"]
+    i, j, y = sample_pairs(data.y, cfg["eval"]["pairs"],
+                           np.random.default_rng(cfg["train"]["seed"]))
+    cohort_emb = model.embed(load_audio_tree(cohort, 8000).sources)
+    normed = as_norm(emb, i, j, cohort_emb, 3)
+    assert got["verification_as_norm"]["eer"] == pytest.approx(equal_error_rate(y, normed),
+                                                                abs=1e-6)
+    assert "verification_as_norm" not in siamese.evaluate(model, data=test,
+                                                          out=tmp_path / "e2")["data"]

@@ -276,13 +276,16 @@ def load(run: str | Path, device: str = "cpu", runtime: str = "torch"):
 def evaluate(model: Model | str | Path, data: str | Path | None = None,
              eval_config: EvalConfig | None = None, out: str | Path | None = None,
              _data: LabeledData | None = None,
-             _split: Split | None = None, views: int | None = None) -> dict:
+             _split: Split | None = None, views: int | None = None,
+             cohort: str | Path | None = None, cohort_top: int = 100) -> dict:
     """Evaluate a model; writes metrics.json and plots into `out` (default: the run folder).
 
     Without `data`: the run's own test sets, `unseen` (classes never seen in training) and `seen`
     (held-out images of the training classes). With `data`: that whole data set. views: the
     fixed distortions each embedding averages (Model.embed_tensor); None = eval.tta if set,
-    else the model's own (model.views).
+    else the model's own (model.views). cohort: a folder of other classes (e.g. the training
+    speakers, never the test ones): pairs are also scored with AS-norm against its
+    embeddings, the `cohort_top` closest of each side ("verification_as_norm").
     """
     if not isinstance(model, Model):
         model = load(model)
@@ -316,12 +319,19 @@ def evaluate(model: Model | str | Path, data: str | Path | None = None,
         raise DataError("nothing to evaluate: the run has no test split; pass --data")
     threshold = model.card.get("threshold")
     metrics, raws = {}, {}
+    views = views if views is not None else (ecfg.tta or None)
+    cohort_emb = None
+    if cohort is not None:
+        cfg.data.path, cfg.data.include, cfg.data.exclude = str(cohort), "", ""
+        c = _load(cfg, pre)
+        cohort_emb = model.embed_tensor(pre.normalize(c.x), views=views,
+                                        workers=engine_workers(cfg, c.x))
     for name, ds in sets.items():
-        emb = model.embed_tensor(pre.normalize(ds.x), views=views if views is not None else
-                                 (ecfg.tta or None),
+        emb = model.embed_tensor(pre.normalize(ds.x), views=views,
                                  workers=engine_workers(cfg, ds.x))
         metrics[name], raws[name] = evaluate_embeddings(model, emb, ds.y, ecfg, threshold,
-                                                        seed=cfg.train.seed)
+                                                        seed=cfg.train.seed, cohort=cohort_emb,
+                                                        cohort_top=cohort_top)
     out_dir = Path(out) if out is not None else run
     if out_dir is not None:
         atomic_write_json(out_dir / "metrics.json", metrics)

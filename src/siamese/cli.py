@@ -97,7 +97,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         return _omniglot(model, args, views)
     if args.pairs:
         return _pairs(model, args, views)
-    metrics = evaluate(model, data=args.data, eval_config=ecfg, out=args.out, views=views)
+    if args.cohort_top < 1:
+        raise ConfigError(f"--cohort-top {args.cohort_top}: give 1 or more")
+    metrics = evaluate(model, data=args.data, eval_config=ecfg, out=args.out, views=views,
+                       cohort=args.cohort, cohort_top=args.cohort_top)
     if model.regression:
         for name, m in metrics.items():
             print(_regression_line(f"{name} rows", m))
@@ -309,6 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--otb", help="a tracking run: the OTB one-pass evaluation on this folder "
                    "of sequences (success and precision plots, beside results/ found there)")
     e.add_argument("--sequences", nargs="+", help="--otb: only these sequences or targets")
+    e.add_argument("--cohort", help="a folder of other classes (e.g. the training speakers): "
+                   "also report AS-norm scores against them (EER, minDCF)")
+    e.add_argument("--cohort-top", type=int, default=100, help="--cohort: the closest cohort "
+                   "scores each side's statistics use (default 100)")
     e.add_argument("--device", default="cpu")
     _set_option(e, "evaluation settings, e.g. --set eval.episodes=500 (a tracking run: its "
                 "tracker's, e.g. --set track.scale_penalty=0.97)")

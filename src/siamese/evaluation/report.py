@@ -13,20 +13,29 @@ from ..data.sampling import sample_pairs
 from .fewshot import few_shot
 from .plots import plot_det, plot_roc, plot_score_hist
 from .retrieval import retrieval_metrics
+from .score_norm import as_norm
 from .verification import verification_metrics
 
 MAX_RETRIEVAL_ITEMS = 5000
 
 
 def evaluate_embeddings(model, emb: torch.Tensor, labels: np.ndarray, cfg: EvalConfig,
-                        threshold: float | None, seed: int = 0) -> tuple[dict, dict]:
-    """-> (metrics, raw) where raw holds the verification labels and scores for plotting."""
+                        threshold: float | None, seed: int = 0,
+                        cohort: torch.Tensor | None = None,
+                        cohort_top: int = 100) -> tuple[dict, dict]:
+    """-> (metrics, raw) where raw holds the verification labels and scores for plotting.
+    cohort: embeddings of other people (e.g. the training speakers): the same pairs are also
+    scored with AS-norm against them ("verification_as_norm"; no calibrated threshold, since
+    the run's applies to raw scores)."""
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
     i, j, y = sample_pairs(labels, cfg.pairs, rng)
     scores = model.score_embeddings(emb[i], emb[j])
     metrics: dict = {"samples": int(len(labels)), "classes": int(len(np.unique(labels)))}
     metrics["verification"] = verification_metrics(y, scores, threshold)
+    if cohort is not None:
+        normed = as_norm(emb.numpy(), i, j, cohort.numpy(), cohort_top)
+        metrics["verification_as_norm"] = verification_metrics(y, normed, None)
 
     def score(q: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -87,6 +96,9 @@ def format_table(metrics: dict[str, dict]) -> str:
         ("TAR @ FAR=1e-2", ("verification", "tar@far=1e-2"), True),
         ("TAR @ FAR=1e-3", ("verification", "tar@far=1e-3"), True),
         ("minDCF (p_target 0.01)", ("verification", "min_dcf@0.01"), False),
+        *([("EER, AS-norm", ("verification_as_norm", "eer"), True),
+           ("minDCF, AS-norm", ("verification_as_norm", "min_dcf@0.01"), False)]
+          if any("verification_as_norm" in m for m in metrics.values()) else []),
     ]:
         rows.append((label, [fmt(get(m, *path), pct) for m in metrics.values()]))
     episodes = sorted({k for m in metrics.values() for k in m.get("few_shot", {})},
