@@ -217,6 +217,9 @@ def test_class_reversals_train_twice_the_classes_and_the_backward_clips(tmp_path
                  "samples", "--set", "data.class_reversals=true", "--out", str(out),
                  *AUDIO_RUN]) == 0
     assert seen["classes"] == 8 and siamese.load(out).card["data"]["classes"] == 4
+    assert main(["train", "--set", "data.class_reversals=true", "--out", str(tmp_path / "r2"),
+                 "--epochs", "1", "--quiet"]) == 2  # the bundled digits are images
+    assert not (tmp_path / "r2").exists()
 
 
 def test_include_and_exclude_choose_files_by_relative_path(tmp_path, capsys):

@@ -122,6 +122,10 @@ def _train(cfg: Config, out: Path, d: Dist, resume: bool, force: bool, quiet: bo
     check_views(cfg.model.views, data.kind)
     if cfg.model.encoder == "auto":  # the saved config names the encoder actually used
         cfg.model.encoder = default_encoder(data.kind)
+    if cfg.data.class_reversals and data.kind != "audio":
+        where = cfg.data.path or "the bundled digits"
+        raise ConfigError(f"data.class_reversals plays recordings backwards; {where} holds "
+                          f"{data.kind}s (for images: data.class_rotations)")
     if data.kind == "audio" and cfg.data.crop_seconds == 0:  # ... and the crop's length
         cfg.data.crop_seconds = auto_crop_seconds(data.x.length.numpy(), cfg.data.sample_rate)
     split = make_split(data, cfg.split, cfg.train.seed, can_crossfit=d.world == 1 and
