@@ -221,3 +221,14 @@ def test_include_exclude_choose_images_of_a_folder_or_zip(tmp_path, as_zip):
     some = load_dataset(str(path), 8, include="class_[012]/", exclude="class_1/")
     assert some.classes == ["class_0", "class_2"]
     assert some.sources == [s for s in full.sources if "class_0/" in s or "class_2/" in s]
+
+
+def test_include_exclude_on_a_table_or_the_digits_is_refused(tmp_path, capsys):
+    table = tmp_path / "t.csv"
+    table.write_text("a,b,label\n1,2,x\n3,4,y\n5,6,x\n7,8,y\n")
+    for data in (["--data", str(table)], []):
+        assert main(["train", *data, "--include", "x", "--out", str(tmp_path / "r"),
+                     *TINY]) == 2
+        err = capsys.readouterr().err
+        assert "data.include / data.exclude choose files" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "r").exists()

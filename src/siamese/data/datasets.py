@@ -230,6 +230,9 @@ def load_dataset(path: str, image_size: int = 32, channels: int = 0,
     cache, budget: whether image folders are decoded into memory (see `load_image_tree`);
     vectors, audio and the digits are always in memory."""
     if not path:
+        if include or exclude:
+            raise ConfigError("data.include / data.exclude choose files of a folder or zip; "
+                              "give data.path (the bundled digits have no files)")
         return load_digits_data(image_size)
     p = Path(path)
     if not p.exists():
@@ -241,6 +244,9 @@ def load_dataset(path: str, image_size: int = 32, channels: int = 0,
         data = load_image_tree(p, image_size, channels, cache, budget, cache_dir, include,
                                exclude)
     elif suffix in (".csv", ".npy"):
+        if include or exclude:
+            raise ConfigError(f"data.include / data.exclude choose files of a folder or zip; "
+                              f"{p} is a table: select its rows before training")
         data = load_table(p, label_column)
     else:
         raise DataError(f"unsupported data file {p}; give a folder of class folders, a .zip, "
