@@ -73,14 +73,15 @@ def embed_model(model, files: list[Path]) -> dict[Path, np.ndarray]:
     return dict(zip(files, model.embed_tensor(w).numpy(), strict=True))
 
 
-def mfcc_cmvn(f: Path, rate: int = 8000) -> np.ndarray:
+def mfcc_cmvn(x: np.ndarray, rate: int = 8000, trim: bool = True) -> np.ndarray:
+    """13 MFCC every 10 ms, each mean- and variance-normalised over the recording (CMVN);
+    trim: leading and trailing silence (30 dB under the peak) cut first."""
     import librosa
 
-    x = read_audio(str(f), str(f), rate)
-    y, _ = librosa.effects.trim(x, top_db=30)
-    if len(y) < rate // 10:
-        y = x
-    m = librosa.feature.mfcc(y=y, sr=rate, n_mfcc=13, n_fft=256, hop_length=rate // 100,
+    if trim:
+        y, _ = librosa.effects.trim(x, top_db=30)
+        x = y if len(y) >= rate // 10 else x
+    m = librosa.feature.mfcc(y=x, sr=rate, n_mfcc=13, n_fft=256, hop_length=rate // 100,
                              win_length=rate // 40, n_mels=32)
     return (m - m.mean(1, keepdims=True)) / (m.std(1, keepdims=True) + 1e-8)
 
@@ -130,7 +131,7 @@ def main() -> None:
               "episodes": {k: len(v) for k, v in tasks.items()}, "baseline": {}, "seeds": []}
     if not args.no_baseline:
         for name, eps in tasks.items():
-            feats = {f: mfcc_cmvn(f) for f in _unique(eps)}
+            feats = {f: mfcc_cmvn(read_audio(str(f), str(f), 8000)) for f in _unique(eps)}
             result["baseline"][name] = score_dtw(eps, feats)
             print(f"MFCC+DTW (CMVN) {name}: {100 * result['baseline'][name][0]:.1f}%", flush=True)
     for seed in range(args.first_seed, args.first_seed + args.seeds):

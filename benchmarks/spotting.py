@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from machine import describe, machine_info
-from oneshot_words import DIGITS
+from oneshot_words import DIGITS, mfcc_cmvn
 
 import siamese
 from siamese.data.audio import read_audio
@@ -70,13 +70,7 @@ def dtw_scores(example: np.ndarray, stream: np.ndarray) -> tuple[np.ndarray, np.
     the start of each frame's window in frames, the example's length in frames)."""
     import librosa
 
-    def mfcc(x):
-        m = librosa.feature.mfcc(y=x, sr=RATE, n_mfcc=13, n_fft=256, hop_length=RATE // 100,
-                                 win_length=RATE // 40, n_mels=32)
-        return (m - m.mean(1, keepdims=True)) / (m.std(1, keepdims=True) + 1e-8)
-
-    y, _ = librosa.effects.trim(example, top_db=30)
-    q, s = mfcc(y if len(y) > RATE // 10 else example), mfcc(stream)
+    q, s = mfcc_cmvn(example, RATE), mfcc_cmvn(stream, RATE, trim=False)
     acc = librosa.sequence.dtw(q, s, metric="euclidean", subseq=True, backtrack=False)
     n = q.shape[1]
     return -acc[-1] / n, np.maximum(np.arange(acc.shape[1]) - n + 1, 0), n

@@ -191,10 +191,7 @@ def _fit(cfg: Config, data: LabeledData, split: Split, out: Path, d: Dist, resum
         x_train, y_train, train_classes, train_groups = add_transformed_classes(
             x_train, y_train, train_classes, train_groups, flips=cfg.data.class_flips)
     if cfg.data.class_reversals and data.kind == "audio":  # twice the words, same sounds
-        back = x_train.reversed()
-        x_train = Waveforms(torch.cat([x_train.data, back.data]),
-                            torch.cat([x_train.start, back.start + len(x_train.data)]),
-                            torch.cat([x_train.length, back.length]))
+        x_train = Waveforms.concat([x_train, x_train.reversed()])
         y_train = np.concatenate([y_train, y_train + len(train_classes)])
         train_classes = [*train_classes, *(f"{c} (reversed)" for c in train_classes)]
         train_groups = [*train_groups, *train_groups] if train_groups else train_groups
