@@ -285,3 +285,25 @@ def test_evaluate_with_a_cohort_reports_as_norm_of_the_same_pairs(audio_run_sess
                                                                 abs=1e-6)
     assert "verification_as_norm" not in siamese.evaluate(model, data=test,
                                                           out=tmp_path / "e2")["data"]
+
+
+def test_crop_min_cuts_each_batch_to_one_drawn_length_between_it_and_the_crop(tmp_path,
+                                                                               monkeypatch):
+    import siamese.api
+
+    made = {}
+    task = siamese.api.MetricLearningTask
+
+    def spy(net, loss_fn, miner, augment, *a, **k):
+        made["augment"] = augment
+        return task(net, loss_fn, miner, augment, *a, **k)
+
+    monkeypatch.setattr(siamese.api, "MetricLearningTask", spy)
+    root = voices(tmp_path / "v", speakers=4, clips=4)
+    assert main(["train", "--data", str(root), "--epochs", "1", "--split", "samples",
+                 "--set", "augment.crop_min=0.25", "--out", str(tmp_path / "run"),
+                 *AUDIO_RUN]) == 0  # 0.5-s crops at 8 kHz: 4,000 samples
+    w = Waveforms.from_arrays([tone(200, 8000, 1.0)] * 6)
+    lengths = {made["augment"](w, torch.Generator().manual_seed(s)).shape for s in range(40)}
+    assert {b for b, _ in lengths} == {6} and len(lengths) > 20
+    assert min(n for _, n in lengths) >= 2000 and max(n for _, n in lengths) <= 4000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +13,13 @@ from .artifact import read_card, read_json, write_card
 from .atomic import atomic_write_json
 from .config import Config, EvalConfig, config_from_dict
 from .data.audio import Waveforms, add_noise, auto_crop_seconds, crop, speed_crop
+from .data.channel import channel
 from .data.datasets import load_dataset
 from .data.labeled import LabeledData
 from .data.lazy import ImageFiles
 from .data.loader import IndexedSamples, RankBatches, make_loader
 from .data.preprocessing import Preprocessing
+from .data.roots import root_shares
 from .data.sampling import ClassBalancedSampler, pairable, sample_pairs
 from .data.splits import Split, make_split
 from .data.transforms import add_transformed_classes, random_affine
@@ -216,6 +219,11 @@ def _fit(cfg: Config, data: LabeledData, split: Split, out: Path, d: Dist, resum
                     data={"kind": data.kind, "samples": len(data), "classes": len(data.classes),
                           "fingerprint": data_fingerprint(data), "cache": _cache_kind(data.x)},
                     split=split.summary())
+    if isinstance(cfg.data.path, list) and len(cfg.data.path) > 1:  # what each corpus weighs
+        card["data"]["training_share_by_root"] = shares = root_shares(train_set)
+        if not quiet:
+            print("training samples by root: " + ", ".join(
+                f"{k} {100 * v:.0f}%" for k, v in shares.items()), file=sys.stderr)
     if crossfit is not None and d.main:  # before the first epoch: a resume needs it
         card["crossfit"] = {k: v for k, v in crossfit.items() if k != "metrics"}
         if not resume:
@@ -250,8 +258,15 @@ def _fit(cfg: Config, data: LabeledData, split: Split, out: Path, d: Dist, resum
             n, speed = pre.input_shape[0], cfg.augment.speed if cfg.augment.enabled else 0
             out = speed_crop(x, n, speed, gen, offset, total) if speed > 0 else \
                 crop(x, n, gen, offset, total)
+            a = cfg.augment
+            if a.enabled and max(a.bandlimit, a.eq, a.reverb) > 0:
+                out = channel(out, cfg.data.sample_rate, a.bandlimit, a.eq, a.reverb, gen,
+                              offset, total)
             if cfg.augment.enabled and cfg.augment.noise_snr > 0:
                 out = add_noise(out, cfg.augment.noise_snr, gen, offset, total)
+            if cfg.augment.enabled and cfg.augment.crop_min > 0:  # one length a batch
+                m = min(n, int(cfg.augment.crop_min * cfg.data.sample_rate))
+                out = out[:, :m + int(torch.rand(1, generator=gen) * (n - m + 1))]
             return out
 
     loader = make_loader(IndexedSamples(x_train, y_train), RankBatches(sampler, d.rank, d.world),

@@ -33,6 +33,8 @@ def _train(args: argparse.Namespace) -> int:
     from .evaluation.report import format_table
 
     cfg = load_config(args.config) if args.config else Config()
+    if args.data is not None and len(args.data) == 1:
+        args.data = args.data[0]
     apply_overrides(cfg, {field: getattr(args, flag) for flag, field in TRAIN_FLAGS.items()})
     apply_overrides(cfg, parse_sets(args.set))  # --set after the flags: the last word
     if args.no_augment:
@@ -234,8 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a Siamese network on labeled data")
     t.add_argument("--config", help="TOML config file (flags override it)")
-    t.add_argument("--data", help="class folders, .zip, .csv or .npy; default: bundled digits "
-                   "(--task regression: scikit-learn's diabetes table)")
+    t.add_argument("--data", nargs="+", help="class folders, .zip, .csv or .npy; default: "
+                   "bundled digits (--task regression: scikit-learn's diabetes table); several "
+                   "folders: read alike and joined, classes named <folder>/<class>")
     t.add_argument("--pairs", help="train from a pairs file instead of classes: a CSV a,b,label "
                    "(image paths, or row numbers of the --data table) or an LFW pairs.txt; "
                    "label 1/0 or a graded score")

@@ -22,7 +22,8 @@ from .errors import ConfigError, raise_first_failed
 @dataclass
 class DataConfig:
     # "" = scikit-learn's bundled digits; else a folder, .zip, .csv or .npy; tracking: a
-    # folder of videos, or a list of them
+    # folder of videos. A list of folders or zips: read alike and joined, each class named
+    # <root>/<class> and grouped by its root (data/roots.py)
     path: str | list[str] = ""
     label_column: str = "label"  # CSV: column name; NPY: column index (default: the last one)
     image_size: int = 32  # images are resized to image_size x image_size
@@ -96,6 +97,15 @@ class AugmentConfig:
     # and pitch, as Kaldi's speed perturbation: formants move as between speakers); for
     # words, not speakers (it changes the voice); 0 = off
     speed: float = 0.0
+    # audio, the recording channel (data/channel.py): the probability that a crop is
+    # band-limited (low-pass 3-4 kHz, as 8 kHz or telephone audio), equalised (smooth random
+    # +-10 dB over frequency) and reverberated (a synthetic room, RT60 0.15-0.9 s); 0 = off
+    bandlimit: float = 0.0
+    eq: float = 0.0
+    reverb: float = 0.0
+    # audio: each batch's crops cut to a length drawn in [crop_min, data.crop_seconds] seconds
+    # (short test clips embed like the training crops); 0 = every crop data.crop_seconds long
+    crop_min: float = 0.0
 
 
 @dataclass
@@ -307,9 +317,9 @@ def resolve(cfg: Config) -> Config:
                           "regression or tracking")
     if cfg.train.task == "tracking":
         return resolve_tracking(cfg)
-    if isinstance(cfg.data.path, list):
-        raise ConfigError("data.path: several folders are for train.task tracking; give one "
-                          "folder, .zip, .csv or .npy")
+    if isinstance(cfg.data.path, list) and (cfg.data.pairs or cfg.train.task == "regression"):
+        raise ConfigError("data.path: several roots are joined for class folders (images or "
+                          "audio) and tracking; a pairs file or a regression reads one table")
     if cfg.loss.name == "auto":
         cfg.loss.name = ("mse" if cfg.train.task == "regression" else
                          "pair" if cfg.data.pairs else "triplet")
@@ -362,6 +372,11 @@ def resolve(cfg: Config) -> Config:
         (cfg.augment.freq_mask >= 0 and cfg.augment.time_mask >= 0,
          "augment.freq_mask and augment.time_mask must be >= 0"),
         (0 <= cfg.augment.speed < 0.5, "augment.speed must be in [0, 0.5), e.g. 0.1"),
+        *((0 <= getattr(cfg.augment, k) <= 1, f"augment.{k} is a probability: 0 to 1, e.g. 0.3")
+          for k in ("bandlimit", "eq", "reverb")),
+        (cfg.augment.crop_min == 0 or (0.2 <= cfg.augment.crop_min and (
+            cfg.data.crop_seconds == 0 or cfg.augment.crop_min <= cfg.data.crop_seconds)),
+         "augment.crop_min must be 0 (off) or in [0.2 s, data.crop_seconds]"),
         (0 <= cfg.split.val_fraction < 1, "split.val_fraction must be in [0, 1)"),
         (2 <= cfg.split.folds <= 10, "split.folds must be in [2, 10]"),
         (0 <= cfg.split.val_class_fraction < 1, "split.val_class_fraction must be in [0, 1)"),

@@ -22,6 +22,7 @@ from .images import ZipMember, image_is_grey, is_image_name, load_images, resize
 from .labeled import LabeledData
 from .lazy import ImageFiles
 from .loader import default_workers
+from .roots import join_roots
 from .table import load_table
 
 
@@ -220,15 +221,26 @@ def _holds_audio(p: Path) -> bool:
     return False
 
 
-def load_dataset(path: str, image_size: int = 32, channels: int = 0,
+def load_dataset(path: str | list[str], image_size: int = 32, channels: int = 0,
                  label_column: str = "label", cache: str = "memory",
                  budget: int = 0, cache_dir: str = "", sample_rate: int = 16000,
                  label_pattern: str = "", include: str = "", exclude: str = "") -> LabeledData:
-    """Load any supported data set; `path` "" means the bundled digits. include, exclude:
-    regular expressions choosing files of a folder by their relative path (see `select`).
+    """Load any supported data set; `path` "" means the bundled digits, a list several roots
+    read alike and joined (data/roots.py). include, exclude: regular expressions choosing
+    files of a folder by their relative path (see `select`).
 
     cache, budget: whether image folders are decoded into memory (see `load_image_tree`);
     vectors, audio and the digits are always in memory."""
+    if isinstance(path, list):
+        if not path:
+            raise ConfigError("data.path is an empty list; give one or more folders")
+        if len(path) == 1:
+            path = path[0]
+        else:
+            parts = [load_dataset(p, image_size, channels, label_column, cache, budget,
+                                  cache_dir, sample_rate, label_pattern, include, exclude)
+                     for p in path]
+            return join_roots([str(p) for p in path], parts)
     if not path:
         if include or exclude:
             raise ConfigError("data.include / data.exclude choose files of a folder or zip; "
