@@ -285,6 +285,12 @@ def test_evaluate_with_a_cohort_reports_as_norm_of_the_same_pairs(audio_run_sess
                                                                 abs=1e-6)
     assert "verification_as_norm" not in siamese.evaluate(model, data=test,
                                                           out=tmp_path / "e2")["data"]
+    # "training": the run's own training folder (audio_run_session's "voices") as the cohort
+    own = siamese.evaluate(model, data=test, cohort="training", cohort_top=3,
+                           out=tmp_path / "e3")["data"]["verification_as_norm"]
+    theirs = as_norm(emb, i, j, model.embed(load_audio_tree(
+        audio_run_session.parent / "voices", 8000).sources), 3)
+    assert own["eer"] == pytest.approx(equal_error_rate(y, theirs), abs=1e-6)
 
 
 def test_crop_min_cuts_each_batch_to_one_drawn_length_between_it_and_the_crop(tmp_path,

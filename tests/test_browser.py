@@ -1,14 +1,16 @@
 """The web page in headless Chromium (Debian's chromium, driven by Playwright): verify two images
-(or two voice clips, dropped and recorded from Chromium's fake microphone) through the page and
-save screenshots. Skips where no chromium is installed (`make test`
-installs it when run as root, as in CI)."""
+(or two voice clips, dropped and recorded from Chromium's fake microphone) through the page,
+spot a clip in a longer recording, and save screenshots. Skips where no chromium is installed
+(`make test` installs it when run as root, as in CI)."""
 
 import os
 import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from conftest import KEY, Server, digit_folder, digit_png
 from siamese.serve.app import create_app
@@ -115,6 +117,26 @@ def test_voices_dropped_and_recorded_through_the_page(audio_run_session, tmp_pat
             page.locator("[data-testid=identity]").filter(has_text="identified as").wait_for(
                 timeout=20_000)
             assert page.locator(".match audio").count() == 5
+
+            # spotting: a clip of speaker 0 in a recording of speakers 0, 1, 0, 2 (8 kHz)
+            parts = [sf.read(voices / f)[0] for f in ("spk0/1.wav", "spk1/1.wav", "spk0/2.wav",
+                                                      "spk2/1.wav")]
+            sf.write(tmp_path / "stream.wav", np.concatenate(parts), 8000)
+            example = voices / "spk0/3.wav"
+            want = client.post("/spot", files=[
+                ("examples", ("e.wav", example.read_bytes())),
+                ("audio", ("s.wav", (tmp_path / "stream.wav").read_bytes()))]).json()
+            page.set_input_files("[data-testid=fileE]", str(example))
+            page.set_input_files("[data-testid=fileS]", str(tmp_path / "stream.wav"))
+            spots = page.locator("[data-testid=spots]")
+            spots.filter(has_text="found").wait_for(timeout=20_000)
+            assert spots.inner_text().startswith(f"{len(want['detections'])} found (threshold "
+                                                 f"{want['threshold']:.3f}")
+            lines = spots.locator("div.same")
+            assert lines.count() == len(want["detections"]) >= 1
+            first = want["detections"][0]
+            assert lines.first.inner_text().startswith(
+                f"{first['start']:.2f} - {first['end']:.2f} s")
             SHOT_DIR.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SHOT_DIR / "page-audio.png"), full_page=True)
             browser.close()

@@ -300,7 +300,8 @@ def evaluate(model: Model | str | Path, data: str | Path | None = None,
     (held-out images of the training classes). With `data`: that whole data set. views: the
     fixed distortions each embedding averages (Model.embed_tensor); None = eval.tta if set,
     else the model's own (model.views). cohort: a folder of other classes (e.g. the training
-    speakers, never the test ones): pairs are also scored with AS-norm against its
+    speakers, never the test ones), or "training" for the run's own training data (all its
+    roots and choices of files): pairs are also scored with AS-norm against its
     embeddings, the `cohort_top` closest of each side ("verification_as_norm").
     """
     if not isinstance(model, Model):
@@ -338,8 +339,11 @@ def evaluate(model: Model | str | Path, data: str | Path | None = None,
     views = views if views is not None else (ecfg.tta or None)
     cohort_emb = None
     if cohort is not None:
-        cfg.data.path, cfg.data.include, cfg.data.exclude = str(cohort), "", ""
-        c = _load(cfg, pre)
+        if str(cohort) == "training":  # the run's own training data, as it was chosen
+            c = _load(config_from_dict(model.card["config"]), pre)
+        else:
+            cfg.data.path, cfg.data.include, cfg.data.exclude = str(cohort), "", ""
+            c = _load(cfg, pre)
         cohort_emb = model.embed_tensor(pre.normalize(c.x), views=views,
                                         workers=engine_workers(cfg, c.x))
     for name, ds in sets.items():

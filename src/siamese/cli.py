@@ -315,8 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--otb", help="a tracking run: the OTB one-pass evaluation on this folder "
                    "of sequences (success and precision plots, beside results/ found there)")
     e.add_argument("--sequences", nargs="+", help="--otb: only these sequences or targets")
-    e.add_argument("--cohort", help="a folder of other classes (e.g. the training speakers): "
-                   "also report AS-norm scores against them (EER, minDCF)")
+    e.add_argument("--cohort", help="a folder of other classes (e.g. the training speakers), "
+                   "or 'training' for the run's own training data: also report AS-norm "
+                   "scores against them (EER, minDCF)")
     e.add_argument("--cohort-top", type=int, default=100, help="--cohort: the closest cohort "
                    "scores each side's statistics use (default 100)")
     e.add_argument("--device", default="cpu")
