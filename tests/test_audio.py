@@ -128,6 +128,14 @@ def test_labels_from_file_names_by_pattern(tmp_path, capsys):
     assert main(["train", "--data", str(root), "--label-pattern", "(", "--out",
                  str(tmp_path / "r3"), *AUDIO_RUN]) == 2
     assert "is not a regular expression" in capsys.readouterr().err
+    # evaluated on class folders: the run's pattern does not fit them; --label-pattern '' does
+    folders = voices(tmp_path / "folders", speakers=3, clips=2)
+    assert main(["evaluate", str(out), "--data", str(folders), "--out", str(tmp_path / "e")]) == 2
+    assert "does not match --label-pattern" in capsys.readouterr().err
+    assert main(["evaluate", str(out), "--data", str(folders), "--label-pattern", "",
+                 "--out", str(tmp_path / "e")]) == 0
+    got = json.loads((tmp_path / "e" / "metrics.json").read_text())["data"]
+    assert got["samples"] == 6 and got["classes"] == 3
 
 
 @pytest.mark.skipif(not (DATA / "fsdd" / "recordings").is_dir(), reason="no FSDD in shared data")

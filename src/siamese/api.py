@@ -293,7 +293,8 @@ def evaluate(model: Model | str | Path, data: str | Path | None = None,
              eval_config: EvalConfig | None = None, out: str | Path | None = None,
              _data: LabeledData | None = None,
              _split: Split | None = None, views: int | None = None,
-             cohort: str | Path | None = None, cohort_top: int = 100) -> dict:
+             cohort: str | Path | None = None, cohort_top: int = 100,
+             label_pattern: str | None = None) -> dict:
     """Evaluate a model; writes metrics.json and plots into `out` (default: the run folder).
 
     Without `data`: the run's own test sets, `unseen` (classes never seen in training) and `seen`
@@ -303,6 +304,8 @@ def evaluate(model: Model | str | Path, data: str | Path | None = None,
     speakers, never the test ones), or "training" for the run's own training data (all its
     roots and choices of files): pairs are also scored with AS-norm against its
     embeddings, the `cohort_top` closest of each side ("verification_as_norm").
+    label_pattern: how `data` and `cohort` name their classes (a regex over file names; ""
+    = class folders); None = as the run's training data did.
     """
     if not isinstance(model, Model):
         model = load(model)
@@ -321,6 +324,8 @@ def evaluate(model: Model | str | Path, data: str | Path | None = None,
     if data is not None:
         cfg.data.path = str(data)
         cfg.data.include = cfg.data.exclude = ""  # they chose the training files, not these
+        if label_pattern is not None:
+            cfg.data.label_pattern = label_pattern
         sets["data"] = _load(cfg, pre)
     else:
         full = _data if _data is not None else _load(cfg, pre)
@@ -343,6 +348,8 @@ def evaluate(model: Model | str | Path, data: str | Path | None = None,
             c = _load(config_from_dict(model.card["config"]), pre)
         else:
             cfg.data.path, cfg.data.include, cfg.data.exclude = str(cohort), "", ""
+            if label_pattern is not None:
+                cfg.data.label_pattern = label_pattern
             c = _load(cfg, pre)
         cohort_emb = model.embed_tensor(pre.normalize(c.x), views=views,
                                         workers=engine_workers(cfg, c.x))

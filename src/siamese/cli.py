@@ -102,7 +102,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.cohort_top < 1:
         raise ConfigError(f"--cohort-top {args.cohort_top}: give 1 or more")
     metrics = evaluate(model, data=args.data, eval_config=ecfg, out=args.out, views=views,
-                       cohort=args.cohort, cohort_top=args.cohort_top)
+                       cohort=args.cohort, cohort_top=args.cohort_top,
+                       label_pattern=args.label_pattern)
     if model.regression:
         for name, m in metrics.items():
             print(_regression_line(f"{name} rows", m))
@@ -320,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "scores against them (EER, minDCF)")
     e.add_argument("--cohort-top", type=int, default=100, help="--cohort: the closest cohort "
                    "scores each side's statistics use (default 100)")
+    e.add_argument("--label-pattern", help="--data / --cohort: the class from each file name by "
+                   "this regular expression; '' = class folders (default: as the run's "
+                   "training data)")
     e.add_argument("--device", default="cpu")
     _set_option(e, "evaluation settings, e.g. --set eval.episodes=500 (a tracking run: its "
                 "tracker's, e.g. --set track.scale_penalty=0.97)")

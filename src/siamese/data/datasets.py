@@ -177,7 +177,7 @@ def _labels_from_names(rels: list[str], pattern: str, path: Path) -> list[str]:
         m = rx.search(PurePosixPath(r).name)
         if m is None:
             raise DataError(f"file {path}/{r} does not match --label-pattern '{pattern}'; fix "
-                            "the pattern or move the file out")
+                            "the pattern ('' reads the class from folders) or move the file out")
         out.append(m.group("label") if "label" in rx.groupindex else
                    m.group(1) if rx.groups else m.group(0))
     return out
