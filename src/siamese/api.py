@@ -255,17 +255,18 @@ def _fit(cfg: Config, data: LabeledData, split: Split, out: Path, d: Dist, resum
     elif data.kind == "audio":  # random crops (SpecAugment runs in the front end)
         def augment(x: Waveforms, gen: torch.Generator, offset: int = 0,
                     total: int | None = None) -> torch.Tensor:
-            n, speed = pre.input_shape[0], cfg.augment.speed if cfg.augment.enabled else 0
-            out = speed_crop(x, n, speed, gen, offset, total) if speed > 0 else \
+            a, n = cfg.augment, pre.input_shape[0]
+            if not a.enabled:
+                return crop(x, n, gen, offset, total)
+            out = speed_crop(x, n, a.speed, gen, offset, total) if a.speed > 0 else \
                 crop(x, n, gen, offset, total)
-            a = cfg.augment
-            if a.enabled and max(a.bandlimit, a.eq, a.reverb) > 0:
+            if max(a.bandlimit, a.eq, a.reverb) > 0:
                 out = channel(out, cfg.data.sample_rate, a.bandlimit, a.eq, a.reverb, gen,
                               offset, total)
-            if cfg.augment.enabled and cfg.augment.noise_snr > 0:
-                out = add_noise(out, cfg.augment.noise_snr, gen, offset, total)
-            if cfg.augment.enabled and cfg.augment.crop_min > 0:  # one length a batch
-                m = min(n, int(cfg.augment.crop_min * cfg.data.sample_rate))
+            if a.noise_snr > 0:
+                out = add_noise(out, a.noise_snr, gen, offset, total)
+            if a.crop_min > 0:  # one length a batch
+                m = min(n, int(a.crop_min * cfg.data.sample_rate))
                 out = out[:, :m + int(torch.rand(1, generator=gen) * (n - m + 1))]
             return out
 
