@@ -86,14 +86,16 @@ def mfcc_cmvn(x: np.ndarray, rate: int = 8000, trim: bool = True) -> np.ndarray:
     return (m - m.mean(1, keepdims=True)) / (m.std(1, keepdims=True) + 1e-8)
 
 
-def score_dtw(eps, feats: dict[Path, np.ndarray]) -> tuple[float, float]:
+def score_dtw(eps, feats: dict[Path, np.ndarray], metric: str = "euclidean"
+              ) -> tuple[float, float]:
+    """feats: (features, frames) a file."""
     import librosa
 
     cost: dict[tuple[Path, Path], float] = {}
 
     def d(a: Path, b: Path) -> float:
         if (a, b) not in cost:
-            acc, path = librosa.sequence.dtw(feats[a], feats[b], metric="euclidean")
+            acc, path = librosa.sequence.dtw(feats[a], feats[b], metric=metric)
             cost[(a, b)] = float(acc[-1, -1] / len(path))
         return cost[(a, b)]
 
@@ -102,6 +104,31 @@ def score_dtw(eps, feats: dict[Path, np.ndarray]) -> tuple[float, float]:
         for i, q in enumerate(query):
             correct.append(int(np.argmin([d(q, s) for s in support])) == i)
     return accuracy(correct)
+
+
+PEERS = {"google": "Google's speech embedding (openwakeword 0.4.0), DTW over its frames",
+         "effword": "EfficientWord-Net 1.0.5 (ResNet-50 ArcFace), cosine"}
+
+
+def score_peers(tasks: dict) -> dict[str, dict]:
+    """The pretrained peers that are installed, on every task."""
+    import word_peers
+
+    out: dict[str, dict] = {}
+    for key, ok in (("google", word_peers.google_available()),
+                    ("effword", word_peers.effword_available())):
+        if not ok:
+            print(f"peer {key} skipped: not installed (see benchmarks/word_peers.py)")
+            continue
+        out[key] = {}
+        for name, eps in tasks.items():
+            if key == "google":
+                frames = word_peers.google_frames(_unique(eps))
+                out[key][name] = score_dtw(eps, {f: v.T for f, v in frames.items()}, "cosine")
+            else:
+                out[key][name] = score_embeddings(eps, word_peers.effword_vectors(_unique(eps)))
+            print(f"{PEERS[key]} {name}: {100 * out[key][name][0]:.1f}%", flush=True)
+    return out
 
 
 def main() -> None:
@@ -116,6 +143,9 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true",
                     help="evaluate the runs already in <runs>_seed<k> instead of training")
     ap.add_argument("--no-baseline", action="store_true", help="skip MFCC + DTW")
+    ap.add_argument("--no-peers", action="store_true",
+                    help="skip the pretrained peers (benchmarks/word_peers.py; skipped anyway "
+                         "where not installed)")
     ap.add_argument("--data-dir", default=os.environ.get("SIAMESE_DATA", "../shared/data"))
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="change the recipe (e.g. model.width=64)")
@@ -134,6 +164,7 @@ def main() -> None:
             feats = {f: mfcc_cmvn(read_audio(str(f), str(f), 8000)) for f in _unique(eps)}
             result["baseline"][name] = score_dtw(eps, feats)
             print(f"MFCC+DTW (CMVN) {name}: {100 * result['baseline'][name][0]:.1f}%", flush=True)
+    result["peers"] = {} if args.no_peers else score_peers(tasks)
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         cfg["train"]["seed"] = seed
         run = f"{args.runs}_seed{seed}"
@@ -146,18 +177,22 @@ def main() -> None:
         result["seeds"].append(row)
         print(f"seed {seed}: " + ", ".join(f"{k} {100 * row[k][0]:.1f}%" for k in tasks),
               flush=True)
-    result["mean"] = {k: statistics.mean(r[k][0] for r in result["seeds"]) for k in tasks}
+    result["mean"] = ({k: statistics.mean(r[k][0] for r in result["seeds"]) for k in tasks}
+                      if result["seeds"] else {})
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2, default=str))
     print(f"\n{describe(result['machine'])}; {args.budget_minutes:g}-minute budget\n")
     print("| system | Speech Commands digits, 10-way 1-shot | FSDD digits, 10-way 1-shot |\n"
           "|---|---|---|")
     for name, accs in (("MFCC + DTW, CMVN (untrained)", result["baseline"]),
+                       *((PEERS[k], v) for k, v in result["peers"].items()),
                        *((f"ours, seed {r['seed']} ({r['epochs']} epochs)", r)
                          for r in result["seeds"])):
         if accs:
             print(f"| {name} | " + " | ".join(f"{100 * accs[k][0]:.1f}% +- {100 * accs[k][1]:.1f}"
                                             for k in tasks) + " |")
+    if not result["mean"]:
+        return
     print("| **ours, mean** | " + " | ".join(f"**{100 * result['mean'][k]:.1f}%**"
                                           for k in tasks) + " |")
 
