@@ -12,7 +12,9 @@ top k of them (e = e - U U^T e, cosine scoring) and score the verification lists
     .venv/bin/python benchmarks/diagnostics/speaker_word_nuisance.py runs/speakers_seed0 \\
         --out results/speaker_word_nuisance.json
 
-Prints EER per list and k; writes JSON.
+Prints EER per list and k; writes JSON. Also, on FSDD, the 40 log-mel statistics of the
+benchmark's baseline split into their parts (mean over time = the long-term spectrum, which
+a per-utterance mean removal discards; std over time), each standardised on the trials.
 """
 
 from __future__ import annotations
@@ -52,6 +54,20 @@ def word_directions(emb: np.ndarray, speaker: np.ndarray, word: np.ndarray) -> n
     return vecs[:, np.argsort(vals)[::-1]]
 
 
+def stats_parts(waves, rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """40 log-mel bands' mean and std over time per recording (as the benchmark's baseline)."""
+    import librosa
+
+    means, stds = [], []
+    for k in range(len(waves)):
+        f = np.log(librosa.feature.melspectrogram(y=waves.get(k).numpy(), sr=rate, n_fft=512,
+                                                  hop_length=160, win_length=400,
+                                                  n_mels=40) + 1e-6)
+        means.append(f.mean(1))
+        stds.append(f.std(1))
+    return np.array(means), np.array(stds)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run")
@@ -87,6 +103,14 @@ def main() -> None:
                 eer = metrics(y, scores_of(e, i, j))["eer"]
                 result[kind].setdefault(name, {})[k] = eer
                 print(f"{kind:8s} k={k:2d} {name}: EER {100 * eer:.2f}%", flush=True)
+    x, i, j, y = next(v for k, v in trials.items() if k.startswith("FSDD"))
+    parts = stats_parts(x, rate)
+    result["fsdd_log_mel_parts"] = {}
+    for kind, v in (("mean", parts[0]), ("std", parts[1]), ("mean+std", np.c_[parts[0], parts[1]])):
+        v = (v - v.mean(0)) / (v.std(0) + 1e-8)
+        eer = metrics(y, scores_of(v, i, j))["eer"]
+        result["fsdd_log_mel_parts"][kind] = eer
+        print(f"FSDD, 40 log-mel {kind} over time, standardised: EER {100 * eer:.2f}%")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
 
