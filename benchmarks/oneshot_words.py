@@ -8,7 +8,9 @@ wall-clock budget, then 10-way 1-shot on the digits:
 
 A query is right when its nearest support (cosine of the embeddings) is its digit. Baseline in
 the same run, untrained: 13 MFCC with per-utterance mean and variance normalisation (CMVN),
-silence trimmed, DTW nearest neighbour (cost over the path length).
+silence trimmed, DTW nearest neighbour (cost over the path length). Pretrained peers in the
+same run where installed (benchmarks/word_peers.py; `--no-peers` skips them): Google's speech
+embedding (openwakeword 0.4.0's ONNX files, DTW over its frames) and EfficientWord-Net 1.0.5.
 
     .venv/bin/python benchmarks/oneshot_words.py --budget-minutes 10 --seeds 3 \\
         --out results/oneshot_words.json [--data-dir ../shared/data] [--set SECTION.KEY=VALUE]
