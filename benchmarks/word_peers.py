@@ -15,7 +15,7 @@ words benchmark (issue 31). Neither is a need of the library; each is skipped wh
     .venv/bin/pip install --no-deps openwakeword==0.4.0 efficientword-net==1.0.5
 
 (--no-deps: EfficientWord-Net's requirements name pyaudio and twine, which scoring does not
-use; onnxruntime comes with siamese's `onnx` extra, which `make` installs.)
+use; onnxruntime comes with siamese's `onnx` and `dev` extras, and `make` installs `dev`.)
 """
 
 from __future__ import annotations
