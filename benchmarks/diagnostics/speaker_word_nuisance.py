@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from speaker_verification import metrics, scores_of, trial_sets  # noqa: E402
+from speaker_verification import metrics, scores_of, stats_vectors, trial_sets  # noqa: E402
 
 import siamese  # noqa: E402
 from siamese.data.audio import load_waveforms  # noqa: E402
@@ -52,20 +52,6 @@ def word_directions(emb: np.ndarray, speaker: np.ndarray, word: np.ndarray) -> n
     scatter = (means * counts[:, None]).T @ means / counts.sum()
     vals, vecs = np.linalg.eigh(scatter)
     return vecs[:, np.argsort(vals)[::-1]]
-
-
-def stats_parts(waves, rate: int) -> tuple[np.ndarray, np.ndarray]:
-    """40 log-mel bands' mean and std over time per recording (as the benchmark's baseline)."""
-    import librosa
-
-    means, stds = [], []
-    for k in range(len(waves)):
-        f = np.log(librosa.feature.melspectrogram(y=waves.get(k).numpy(), sr=rate, n_fft=512,
-                                                  hop_length=160, win_length=400,
-                                                  n_mels=40) + 1e-6)
-        means.append(f.mean(1))
-        stds.append(f.std(1))
-    return np.array(means), np.array(stds)
 
 
 def main() -> None:
@@ -104,9 +90,9 @@ def main() -> None:
                 result[kind].setdefault(name, {})[k] = eer
                 print(f"{kind:8s} k={k:2d} {name}: EER {100 * eer:.2f}%", flush=True)
     x, i, j, y = next(v for k, v in trials.items() if k.startswith("FSDD"))
-    parts = stats_parts(x, rate)
+    both = stats_vectors(x, rate, "logmel")  # 40 means, then 40 stds, as the baseline
     result["fsdd_log_mel_parts"] = {}
-    for kind, v in (("mean", parts[0]), ("std", parts[1]), ("mean+std", np.c_[parts[0], parts[1]])):
+    for kind, v in (("mean", both[:, :40]), ("std", both[:, 40:]), ("mean+std", both)):
         v = (v - v.mean(0)) / (v.std(0) + 1e-8)
         eer = metrics(y, scores_of(v, i, j))["eer"]
         result["fsdd_log_mel_parts"][kind] = eer
