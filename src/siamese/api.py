@@ -119,7 +119,11 @@ def train(config: Config | dict | None = None, out: str | Path = "runs/latest", 
 
 def _train(cfg: Config, out: Path, d: Dist, resume: bool, force: bool, quiet: bool) -> Model:
     device, amp = start_run(cfg, d)
+    start = None
+    if cfg.model.pretrained:  # read once; its input size, channels and statistics into cfg
+        from .pretrained import setup as pretrained
 
+        start = pretrained.prepare(cfg, quiet)
     with first_on_each_machine(d, when=cfg.data.cache == "disk"):  # one cache file a machine
         data = _load(cfg)
     check_views(cfg.model.views, data.kind)
@@ -133,6 +137,8 @@ def _train(cfg: Config, out: Path, d: Dist, resume: bool, force: bool, quiet: bo
         cfg.data.crop_seconds = auto_crop_seconds(data.x.length.numpy(), cfg.data.sample_rate)
     split = make_split(data, cfg.split, cfg.train.seed, can_crossfit=d.world == 1 and
                        cfg.train.max_minutes <= 0)
+    if start is not None:  # (one network for the fold runs and the final one)
+        start = pretrained.Imported(start, cfg, data, device, quiet)
     if cfg.train.keep == "auto":  # cross-fitted: the schedule's end (docs/small_data.md)
         cfg.train.keep = "last" if split.validation == "crossfit" else "best"
     crossfit = None
@@ -140,10 +146,10 @@ def _train(cfg: Config, out: Path, d: Dist, resume: bool, force: bool, quiet: bo
         crossfit = (read_crossfit(out) if resume else
                     cross_fit(lambda k, where, record: _fit(
                         cfg, data, split.fold(k, data), where, d, False, True, quiet,
-                        device, amp, record=record)[0],
+                        device, amp, record=record, start=start)[0],
                         split, cfg.train.epochs, cfg.train.keep, quiet))
     model, val_scores, val = _fit(cfg, data, split, out, d, resume, force, quiet, device, amp,
-                                  crossfit=crossfit)
+                                  crossfit=crossfit, start=start)
     if not d.main:
         return model
     card = model.card
@@ -171,7 +177,7 @@ def _train(cfg: Config, out: Path, d: Dist, resume: bool, force: bool, quiet: bo
 
 def _fit(cfg: Config, data: LabeledData, split: Split, out: Path, d: Dist, resume: bool,
          force: bool, quiet: bool, device: str, amp, crossfit: dict | None = None,
-         record: list | None = None):
+         record: list | None = None, start=None):
     """Train on split.train, validating each epoch on split.val (where it can make pairs) ->
     (model, val_scores(views) -> (labels, scores), the validation set or None). record: a
     list that gets each epoch's (labels, scores) as the model embeds (a fold run's).
@@ -181,6 +187,8 @@ def _fit(cfg: Config, data: LabeledData, split: Split, out: Path, d: Dist, resum
     # The same statistics on every rank: computed once, on rank 0.
     if data.kind == "audio":
         pre = Preprocessing.audio(cfg.data.sample_rate, cfg.data.crop_seconds)
+    elif start is not None:  # the imported network's own statistics, not the data's
+        pre = start.preprocessing(train_set.x)
     else:
         pre = from_main(Preprocessing.fit(train_set.x, data.kind, cfg.train.seed, n_workers)
                         if d.main else None, d)
@@ -199,7 +207,13 @@ def _fit(cfg: Config, data: LabeledData, split: Split, out: Path, d: Dist, resum
         train_classes = [*train_classes, *(f"{c} (reversed)" for c in train_classes)]
         train_groups = [*train_groups, *train_groups] if train_groups else train_groups
 
-    net = build_net(cfg, pre.input_shape, data.kind).to(device)
+    net = build_net(cfg, pre.input_shape, data.kind,
+                    graph=start.spec if start is not None else None)
+    if start is not None:
+        start.load_into(net)
+    net = net.to(device)
+    if start is not None and start.features is not None:  # a frozen network's outputs
+        x_train = start.features[split.train]
     loss_fn = create_loss(cfg.loss.name, margin=cfg.loss.margin, distance=cfg.loss.distance,
                           head=net.head, scale=cfg.loss.scale, normalize=cfg.model.normalize,
                           classes=len(train_classes), dim=net.dim,
@@ -207,8 +221,9 @@ def _fit(cfg: Config, data: LabeledData, split: Split, out: Path, d: Dist, resum
     miner = create_miner(cfg.loss.miner, cfg.loss.margin, cfg.loss.distance)
     # The loss's own weights (arcface's class weights) train too; they are not the model's.
     own = [p for p in loss_fn.parameters() if not any(p is q for q in net.parameters())]
-    optimizer = torch.optim.AdamW([*net.parameters(), *own], lr=cfg.train.lr,
-                                  weight_decay=cfg.train.weight_decay)
+    groups = start.param_groups(net, own) if start is not None else [
+        {"params": [*net.parameters(), *own]}]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     sampler = _sampler(cfg, y_train, train_groups)
     check_batch(sampler.p * sampler.k, d, sampler.p, sampler.k)
 
@@ -219,6 +234,8 @@ def _fit(cfg: Config, data: LabeledData, split: Split, out: Path, d: Dist, resum
                     data={"kind": data.kind, "samples": len(data), "classes": len(data.classes),
                           "fingerprint": data_fingerprint(data), "cache": _cache_kind(data.x)},
                     split=split.summary())
+    if start is not None:  # the graph beside the weights; the card says where they came from
+        card["pretrained"] = start.record(out, d.main and not resume)
     if isinstance(cfg.data.path, list) and len(cfg.data.path) > 1:  # what each corpus weighs
         card["data"]["training_share_by_root"] = shares = root_shares(train_set)
         if not quiet:
@@ -237,7 +254,11 @@ def _fit(cfg: Config, data: LabeledData, split: Split, out: Path, d: Dist, resum
                                  np.random.default_rng(cfg.train.seed + 1))
 
     def val_scores(views: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        emb = model.embed_tensor(x_val, workers=n_workers, views=views)
+        if start is not None and start.features is not None:  # computed once
+            with torch.no_grad():
+                emb = net.eval().embed_features(start.features[split.val].to(device)).cpu()
+        else:
+            emb = model.embed_tensor(x_val, workers=n_workers, views=views)
         i, j, y = val_pairs
         return y, model.score_embeddings(emb[i], emb[j])
 
@@ -272,7 +293,9 @@ def _fit(cfg: Config, data: LabeledData, split: Split, out: Path, d: Dist, resum
 
     loader = make_loader(IndexedSamples(x_train, y_train), RankBatches(sampler, d.rank, d.world),
                          n_workers, pin_memory=device.startswith("cuda"))
-    task = MetricLearningTask(net, loss_fn, miner, augment, device, d)
+    cached = start is not None and start.features is not None
+    task = MetricLearningTask(net, loss_fn, miner, None if cached else augment, device, d,
+                              features=cached)
     fit_run(cfg, out, d, task, optimizer, loader, card,
             val_auc if val_pairs is not None else None, "val_auc", resume, quiet, amp,
             loss=loss_fn if own else None,

@@ -23,7 +23,8 @@ TRAIN_FLAGS = {
     "images": "data.images", "task": "train.task", "label_pattern": "data.label_pattern",
     "include": "data.include", "exclude": "data.exclude",
     "sample_rate": "data.sample_rate", "crop_seconds": "data.crop_seconds", "width":
-    "model.width", "views": "model.views",
+    "model.width", "views": "model.views", "pretrained": "model.pretrained",
+    "pretrained_output": "model.pretrained_output", "pretrained_train": "model.pretrained_train",
 }
 
 
@@ -266,6 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--channels", type=int, choices=[0, 1, 3])
     t.add_argument("--encoder", help="conv4 | conv4_pool_first | koch | resnet | mlp | "
                                       "audio_resnet | ecapa")
+    t.add_argument("--pretrained", metavar="NAME|FILE", help="start from a network trained "
+                   "elsewhere: a catalogue name (siamese pretrained list), an ONNX file, or "
+                   "weights for --encoder (safetensors, PyTorch state dict, a run folder)")
+    t.add_argument("--pretrained-output", metavar="TENSOR", help="ONNX: the tensor to cut "
+                   "the network at (default: the catalogue's, else the file's first output)")
+    t.add_argument("--pretrained-train", metavar="MODE", help="frozen (default) | last:N | "
+                   "all: how much of the pretrained network trains")
     t.add_argument("--embedding-dim", type=int)
     t.add_argument("--views", type=int, help="images: the embedding averages the input and N "
                    "fixed distortions of it (N + 1 passes; 0 = one pass, the default)")

@@ -17,6 +17,7 @@ from typing import Any, get_type_hints
 from .config_tracking import TRACKER_SETTINGS as TRACKER_SETTINGS
 from .config_tracking import TrackConfig, resolve_tracking
 from .errors import ConfigError, raise_first_failed
+from .pretrained.modes import TRAIN_MODES, check_train_mode
 
 
 @dataclass
@@ -26,7 +27,9 @@ class DataConfig:
     # <root>/<class> and grouped by its root (data/roots.py)
     path: str | list[str] = ""
     label_column: str = "label"  # CSV: column name; NPY: column index (default: the last one)
-    image_size: int = 32  # images are resized to image_size x image_size
+    # images are resized to image_size x image_size; 0 = auto: 32, or the size a pretrained
+    # network was trained at (model.pretrained)
+    image_size: int = 0
     channels: int = 0  # 1 (grey) or 3 (RGB); 0 = 1 if every image is grey, else 3
     class_rotations: bool = False  # add each class rotated by 90/180/270 degrees as new classes
     class_flips: bool = False  # also add the mirror images of those (8x the classes in all)
@@ -119,6 +122,24 @@ class ModelConfig:
     # images: the embedding is the mean over the input and this many fixed [augment]
     # distortions of it (models/views.py); costs views + 1 passes; 0 = one pass
     views: int = 0
+    # Start from a network trained elsewhere (docs/pretrained.md): a catalogue name (siamese
+    # pretrained list), an ONNX file, or a safetensors / PyTorch state dict (or run folder)
+    # for model.encoder. ONNX: cut at the tensor pretrained_output ("" = the catalogue's
+    # choice, else the file's first output); a feature map is averaged over its positions.
+    pretrained: str = ""
+    pretrained_output: str = ""
+    # how much of it trains: frozen | last:N (its last N layers) | all; what trains of it
+    # learns at pretrained_lr x train.lr
+    pretrained_train: str = "frozen"
+    pretrained_lr: float = 0.1
+    # its input, where neither the catalogue nor the file's metadata say: mean and std of
+    # [0, 1] pixel values per channel ([] = ImageNet's), channel_order RGB | BGR ("" = RGB)
+    pretrained_mean: list[float] = field(default_factory=list)
+    pretrained_std: list[float] = field(default_factory=list)
+    channel_order: str = ""
+    # a frozen network's outputs computed once and reused every epoch: auto (when nothing
+    # random happens to the input: augment.enabled false, no class rotations) | off
+    feature_cache: str = "auto"
 
 
 @dataclass
@@ -215,6 +236,13 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
             value = [v for v in value.split(",") if v]
         if isinstance(value, list):
             return [str(v) for v in value]
+    elif "list[float]" in text:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        try:
+            return [float(v) for v in value]
+        except (TypeError, ValueError):
+            pass
     elif "list[int]" in text:
         if isinstance(value, str):
             value = [v for v in value.split(",") if v]
@@ -315,6 +343,8 @@ def resolve(cfg: Config) -> Config:
     if cfg.train.task not in ("similarity", "regression", "tracking"):
         raise ConfigError(f"unknown train.task '{cfg.train.task}'; choose similarity, "
                           "regression or tracking")
+    if cfg.data.image_size == 0 and not cfg.model.pretrained:
+        cfg.data.image_size = 32  # (a pretrained network's size is read with it: api.py)
     if cfg.train.task == "tracking":
         return resolve_tracking(cfg)
     if isinstance(cfg.data.path, list) and (cfg.data.pairs or cfg.train.task == "regression"):
@@ -358,7 +388,18 @@ def resolve(cfg: Config) -> Config:
         (t.samples_per_class >= 2, "train.samples_per_class must be >= 2"),
         (t.batch_size >= 2 * t.samples_per_class, "train.batch_size must be >= 2 x K"),
         (t.lr > 0, "train.lr must be > 0"),
-        (8 <= cfg.data.image_size <= 1024, "data.image_size must be in [8, 1024]"),
+        (cfg.data.image_size == 0 or 8 <= cfg.data.image_size <= 1024,
+         "data.image_size must be 0 (auto) or in [8, 1024]"),
+        (check_train_mode(cfg.model.pretrained_train),
+         f"model.pretrained_train '{cfg.model.pretrained_train}': choose {TRAIN_MODES}"),
+        (0 < cfg.model.pretrained_lr <= 10, "model.pretrained_lr must be in (0, 10], e.g. 0.1"),
+        (cfg.model.channel_order.upper() in ("", "RGB", "BGR"),
+         "model.channel_order must be RGB or BGR"),
+        (len(cfg.model.pretrained_mean) in (0, 1, 3) and
+         len(cfg.model.pretrained_std) == len(cfg.model.pretrained_mean)
+         and all(s > 0 for s in cfg.model.pretrained_std),
+         "model.pretrained_mean and pretrained_std: 1 or 3 numbers each, std > 0"),
+        (cfg.model.feature_cache in ("auto", "off"), "model.feature_cache: choose auto or off"),
         (1 <= cfg.model.width <= 1024, "model.width must be in [1, 1024]"),
         (0 <= cfg.model.embedding_dim <= 8192, "model.embedding_dim must be in [0, 8192]"),
         (1 <= cfg.model.head_hidden <= 8192, "model.head_hidden must be in [1, 8192]"),

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .artifact import check_card, read_card, read_weights
+from .artifact import check_card, read_card, read_json, read_weights
 from .config import AugmentConfig, config_from_dict, resolve
 from .data.audio import Waveforms, windows
 from .data.loader import read_chunks
@@ -54,8 +54,11 @@ class Model:
             raise ArtifactError(f"{run / 'card.json'} is invalid ({e}); restore the run folder "
                                 "or train again") from None
         pre = Preprocessing(**card["preprocessing"])
+        graph = None
+        if (card.get("pretrained") or {}).get("graph"):  # an imported network's structure
+            graph = read_json(run / card["pretrained"]["graph"], "the imported network")
         net = build_net(cfg, pre.input_shape, pre.kind,
-                        anchors=(card.get("regression") or {}).get("anchors", 0))
+                        anchors=(card.get("regression") or {}).get("anchors", 0), graph=graph)
         state, fingerprint = read_weights(run / "model.safetensors")
         try:
             net.load_state_dict(state)

@@ -19,14 +19,23 @@ def scorer_for(cfg: Config) -> str:
 
 
 def build_net(cfg: Config, input_shape: list[int], kind: str,
-              anchors: int = 0) -> SiameseNet | TwinRegressor:
+              anchors: int = 0, graph: dict | None = None) -> SiameseNet | TwinRegressor:
     """train.task regression: a TwinRegressor holding `anchors` training rows (its embeddings
-    not normalised: they feed the difference head, not a distance)."""
+    not normalised: they feed the difference head, not a distance). graph: an imported
+    network's spec (model.encoder "imported": pretrained/graph.py), its weights zeros until
+    loaded."""
     name = cfg.model.encoder if cfg.model.encoder != "auto" else default_encoder(kind)
-    if name in TRACKING_ENCODERS:
+    if name == "imported":
+        from ..pretrained.encoder import ImportedEncoder
+
+        if graph is None:
+            raise ConfigError("model.encoder 'imported' is set by model.pretrained (an ONNX "
+                              "network); give model.pretrained, or choose another encoder")
+        encoder = ImportedEncoder(graph, tuple(input_shape), cfg.model.channel_order or "RGB")
+    elif name in TRACKING_ENCODERS:
         raise ConfigError(f"encoder '{name}' is fully convolutional, for train.task tracking "
                           "(SiamFC); choose another one to compare pairs")
-    if kind == "audio":  # the log-mel front end is part of the encoder
+    elif kind == "audio":  # the log-mel front end is part of the encoder
         augment = cfg.augment
         encoder = build_audio_encoder(
             name, cfg.data.sample_rate, cfg.data.n_mels, cfg.model.width,
@@ -34,6 +43,10 @@ def build_net(cfg: Config, input_shape: list[int], kind: str,
             augment.time_mask if augment.enabled else 0)
     else:
         encoder = create_encoder(name, tuple(input_shape), cfg.model.width)
+    if cfg.model.pretrained:  # frozen parts stay frozen after a load, as they trained
+        from ..pretrained.encoder import set_trainable
+
+        set_trainable(encoder, cfg.model.pretrained_train)
     if cfg.train.task == "regression":
         net = SiameseNet(encoder, cfg.model.embedding_dim, False, scorer="euclidean")
         return TwinRegressor(net, input_shape[0], cfg.model.head_hidden, anchors)

@@ -75,13 +75,20 @@ class SiameseNet(nn.Module):
         """(B, *input) -> (B, dim) embeddings."""
         if x.ndim == 4:  # see build_net: image encoders run channels-last
             x = x.contiguous(memory_format=torch.channels_last)
-        h = self.proj(self.encoder(x))
+        return self.embed_features(self.encoder(x))
+
+    def embed_features(self, h: torch.Tensor) -> torch.Tensor:
+        """The encoder's outputs (B, num_features) -> (B, dim) embeddings: what trains on top
+        of a frozen encoder whose outputs were computed once (pretrained/setup.py)."""
+        h = self.proj(h)
         return F.normalize(h, dim=1) if self.normalize else h
 
-    def forward(self, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Each branch through the SAME encoder; one batched pass, then split per branch."""
+    def forward(self, *xs: torch.Tensor, features: bool = False) -> tuple[torch.Tensor, ...]:
+        """Each branch through the SAME encoder; one batched pass, then split per branch.
+        features: the inputs are the encoder's outputs already (a frozen, cached encoder)."""
         sizes = [len(x) for x in xs]
-        return tuple(torch.split(self.embed(torch.cat(xs)), sizes))
+        x = torch.cat(xs)
+        return tuple(torch.split(self.embed_features(x) if features else self.embed(x), sizes))
 
     def score(self, h1: torch.Tensor, h2: torch.Tensor) -> torch.Tensor:
         """Similarity in [0, 1] of embedding pairs (B, D), (B, D) -> (B,)."""

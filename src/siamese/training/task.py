@@ -38,10 +38,11 @@ class MetricLearningTask(Task):
 
     def __init__(self, net: nn.Module, loss_fn: TupleLoss, miner: Miner,
                  augment: Augment | None = None, device: str = "cpu",
-                 dist: Dist | None = None) -> None:
+                 dist: Dist | None = None, features: bool = False) -> None:
         self.model = self.module = net
         self.loss_fn, self.miner, self.augment = loss_fn, miner, augment
         self.device, self.dist = device, dist or Dist()
+        self.features = features  # batches hold a frozen encoder's outputs, computed once
 
     def step(self, batch, gen: torch.Generator) -> torch.Tensor:
         x, y = batch
@@ -52,7 +53,7 @@ class MetricLearningTask(Task):
             x = self.augment(x, gen, offset=self.dist.rank * len(x),
                              total=self.dist.world * len(x))  # (audio: crops, on the CPU)
             x = x.to(self.device, non_blocking=True)
-        (emb,) = self.model(x)
+        (emb,) = self.model(x, features=True) if self.features else self.model(x)
         emb, y = gather(emb.float(), self.dist), gather(y, self.dist)
         with torch.autocast(emb.device.type, enabled=False):  # mining and loss in fp32
             self.miner.generator = gen

@@ -1,0 +1,179 @@
+"""What a training run does with model.pretrained: read the network once, settle its input
+(size, channels, channel order, mean and std) into the run's config, load its weights into a
+freshly built net, and compute a frozen network's outputs once (the feature cache).
+
+The resolved values go into the saved config, so that `siamese.load`, `compare`, `embed`,
+the service and `export` prepare inputs as training did, without the file.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..config import Config
+from ..errors import ConfigError
+from ..models.siamese import SiameseNet
+from .encoder import IMAGENET, Opened, open_start, set_trainable
+from .modes import last_layers
+
+GRAPH_FILE = "encoder_graph.json"
+
+
+def prepare(cfg: Config, quiet: bool = False) -> Opened:
+    """Read model.pretrained and resolve the input it wants into cfg (in place)."""
+    m = cfg.model
+    opened = open_start(m.pretrained, m.pretrained_output)
+    pre = opened.preprocessing
+    if opened.format == "state_dict":
+        if m.encoder == "auto":
+            raise ConfigError(f"model.pretrained {m.pretrained} holds weights, not a network: "
+                              "name the encoder they belong to with --encoder (e.g. conv4)")
+        if cfg.data.image_size == 0:
+            cfg.data.image_size = 32
+        return opened
+    if m.encoder not in ("auto", "imported"):
+        raise ConfigError(f"model.pretrained {m.pretrained} is a whole network (ONNX); leave "
+                          f"out --encoder {m.encoder}")
+    m.encoder = "imported"
+    m.pretrained_output = opened.output
+    if cfg.data.image_size == 0:
+        cfg.data.image_size = int(pre.get("size", 224))
+    multiple = int(pre.get("size_multiple", 1))
+    if cfg.data.image_size % multiple:
+        who = opened.start.name or "the network"
+        raise ConfigError(f"data.image_size {cfg.data.image_size}: {who} takes sizes that are "
+                          f"multiples of {multiple}, e.g. {pre.get('size', 224)}")
+    if cfg.data.channels == 0:
+        cfg.data.channels = 3
+    if not m.pretrained_mean:  # the catalogue's or the file's, else ImageNet's
+        said = "mean" in pre
+        m.pretrained_mean = list(pre.get("mean", IMAGENET["mean"]))
+        m.pretrained_std = list(pre.get("std", IMAGENET["std"]))
+        if not said and not quiet:
+            print(f"note: {m.pretrained} does not say how its input is normalised; using "
+                  "ImageNet's mean and std (set model.pretrained_mean and pretrained_std)",
+                  file=sys.stderr)
+    m.channel_order = (m.channel_order or pre.get("channel_order", "RGB")).upper()
+    return opened
+
+
+def input_stats(cfg: Config, channels: int) -> tuple[list[float], list[float]]:
+    """The imported network's mean and std for `channels` input channels."""
+    mean, std = cfg.model.pretrained_mean or [0.0], cfg.model.pretrained_std or [1.0]
+    if len(mean) == 1:
+        return mean * channels, std * channels
+    if len(mean) != channels:
+        raise ConfigError(f"model.pretrained_mean has {len(mean)} values; the input has "
+                          f"{channels} channels")
+    return mean, std
+
+
+def load_weights(net: SiameseNet, opened: Opened, cfg: Config) -> None:
+    """The starting weights into net.encoder; then what trains of it is chosen."""
+    target = net.encoder.graph if opened.format == "onnx" else net.encoder
+    try:
+        target.load_state_dict(opened.weights)
+    except RuntimeError as e:
+        raise ConfigError(f"{opened.start.path} does not fit encoder '{cfg.model.encoder}' "
+                          f"({str(e).splitlines()[0][:90]}); name the encoder it was saved "
+                          "from") from None
+    set_trainable(net.encoder, cfg.model.pretrained_train)
+
+
+def param_groups(net: SiameseNet, cfg: Config, extra: list) -> list[dict]:
+    """The optimizer's groups: the imported part at pretrained_lr x lr (frozen weights left
+    out), the rest at lr."""
+    imported = {id(p) for p in net.encoder.parameters()} if cfg.model.pretrained else set()
+    own = [p for p in net.parameters() if id(p) not in imported and p.requires_grad]
+    groups = [{"params": own + list(extra)}]
+    trained = [p for p in net.encoder.parameters() if id(p) in imported and p.requires_grad]
+    if trained:
+        groups.append({"params": trained, "lr": cfg.train.lr * cfg.model.pretrained_lr})
+    return groups
+
+
+def cacheable(cfg: Config, kind: str) -> bool:
+    """Whether the encoder's outputs can be computed once: it is wholly frozen and nothing
+    random happens to an input before it (image augmentation, audio's random crops)."""
+    return (bool(cfg.model.pretrained) and cfg.model.feature_cache == "auto"
+            and last_layers(cfg.model.pretrained_train) is None and kind in ("image", "vector")
+            and not (kind == "image" and cfg.augment.enabled) and cfg.model.views == 0
+            and not cfg.data.class_rotations and not cfg.data.class_flips)
+
+
+@torch.no_grad()
+def encode_all(encoder: torch.nn.Module, x, workers: int, device: str, quiet: bool,
+               batch: int = 64) -> torch.Tensor:
+    """Normalised inputs (N, ...) -> the encoder's outputs (N, F) on the CPU, with a bar."""
+    from ..data.loader import read_chunks
+
+    encoder.eval()
+    out = []
+    bar = tqdm(total=len(x), desc="pretrained features (once)", unit="input", leave=False,
+               file=sys.stderr, disable=True if quiet else None)
+    for xb in read_chunks(x, np.arange(len(x)), workers, batch):
+        if xb.ndim == 4:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        out.append(encoder(xb.to(device)).float().cpu())
+        bar.update(len(xb))
+    bar.close()
+    return torch.cat(out) if out else torch.zeros(0, encoder.num_features)
+
+
+class Imported:
+    """The network of one training run, read once and shared by its fold runs and its final
+    run: preprocessing, weights, the optimizer's groups, the feature cache, the card."""
+
+    def __init__(self, opened: Opened, cfg: Config, data, device: str, quiet: bool) -> None:
+        from ..data.preprocessing import Preprocessing
+
+        self.opened, self.cfg, self.kind = opened, cfg, data.kind
+        self.spec = opened.spec
+        self.features: torch.Tensor | None = None
+        if data.kind == "image" and opened.format == "onnx":
+            c = int(data.x.shape[1])
+            mean, std = input_stats(cfg, c)
+            self.pre = Preprocessing("image", list(data.x.shape[1:]), mean, std)
+        elif data.kind == "vector" and opened.format == "onnx":
+            mean, std = input_stats(cfg, 1)
+            d = int(data.x.shape[1])
+            self.pre = Preprocessing("vector", [d], mean * d, std * d)
+        else:
+            self.pre = None  # the data's own statistics (fitted as without a start)
+        if self.pre is not None and cacheable(cfg, data.kind):
+            from ..models.build import build_net
+            from ..training.engine import workers
+
+            net = build_net(cfg, self.pre.input_shape, data.kind, graph=self.spec)
+            self.load_into(net)
+            x = self.pre.normalize(data.x)
+            self.features = encode_all(net.encoder.to(device), x, workers(cfg, data.x),
+                                       device, quiet)
+
+    def preprocessing(self, x_train):
+        from ..data.preprocessing import Preprocessing
+
+        if self.pre is not None:
+            return self.pre
+        return Preprocessing.fit(x_train, self.kind, self.cfg.train.seed)
+
+    def load_into(self, net: SiameseNet) -> None:
+        load_weights(net, self.opened, self.cfg)
+
+    def param_groups(self, net: SiameseNet, extra: list) -> list[dict]:
+        return param_groups(net, self.cfg, extra)
+
+    def record(self, out, write: bool) -> dict:
+        """The card's "pretrained" entry; the graph spec written beside the weights."""
+        from ..atomic import atomic_write_json
+
+        if write and self.spec is not None:
+            atomic_write_json(out / GRAPH_FILE, self.spec)
+        return {**self.opened.card(self.cfg.model.pretrained),
+                "train": self.cfg.model.pretrained_train,
+                "feature_cache": self.features is not None,
+                "graph": GRAPH_FILE if self.spec is not None else None}
