@@ -45,9 +45,13 @@ from machine import describe, machine_info
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMES = {
     "auto": [],
-    "classes": ["split.validation=classes"],
-    "samples": ["split.validation=samples"],
-    "crossfit-last": ["split.validation=crossfit", "train.keep=last"],
+    "classes": ["--set", "split.validation=classes"],
+    "samples": ["--set", "split.validation=samples"],
+    "crossfit-last": ["--set", "split.validation=crossfit", "--set", "train.keep=last"],
+    # the CLI defaults from a network trained at scale (found by SIAMESE_PRETRAINED_PATH,
+    # which --data-dir sets to its pretrained/ folder); its "untrained" row: the same frozen
+    # network's pooled features compared by cosine, with nothing trained on top
+    "mobilenet": ["--pretrained", "mobilenet_v2_imagenet"],
 }
 PER_CLASS = 20
 
@@ -116,8 +120,7 @@ SUITES = {"omniglot": (omniglot_draw, "omniglot/images_evaluation.zip"),
 def run_one(folder: Path, out: Path, seed: int, scheme: str) -> dict:
     cmd = [sys.executable, "-m", "siamese", "train", "--data", str(folder), "--out", str(out),
            "--seed", str(seed), "--quiet", "--force"]
-    for item in SCHEMES[scheme]:
-        cmd += ["--set", item]
+    cmd += SCHEMES[scheme]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     t0 = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -125,7 +128,29 @@ def run_one(folder: Path, out: Path, seed: int, scheme: str) -> dict:
     if r.returncode:
         return {"error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "failed"}
     card = json.loads((out / "card.json").read_text())
-    u = card["metrics"]["unseen"]
+    row = _row(card["metrics"]["unseen"], card)
+    row["seconds"] = round(wall, 1)
+    if card.get("pretrained"):
+        row["untrained"] = _row(untrained_metrics(out), card)
+    return row
+
+
+def untrained_metrics(run: Path) -> dict:
+    """The run's frozen network alone on the run's own unseen classes: its features (no
+    projection) compared by cosine."""
+    import torch
+
+    import siamese
+
+    model = siamese.load(run)
+    net = model.net
+    net.proj, net.dim = torch.nn.Identity(), net.encoder.num_features
+    net.scorer, net.head, net.normalize = "cosine", None, True
+    model.card["threshold"] = None
+    return siamese.evaluate(model, out=run / "untrained")["unseen"]
+
+
+def _row(u: dict, card: dict) -> dict:
     shots = u["few_shot"]
     five = shots.get("5-way 1-shot") or next(iter(shots.values()))
     ver = u["verification"]
@@ -135,8 +160,7 @@ def run_one(folder: Path, out: Path, seed: int, scheme: str) -> dict:
             "gap": ver["best_accuracy"] - ver["accuracy"],
             "validation": card["split"].get("validation"),
             "epoch_kept": (card.get("crossfit") or {}).get("epoch"),
-            "train_classes": len(card["classes"]), "unseen_classes": u["classes"],
-            "seconds": round(wall, 1)}
+            "train_classes": len(card["classes"]), "unseen_classes": u["classes"]}
 
 
 def main() -> int:
@@ -159,6 +183,7 @@ def main() -> int:
         suites = list(dict.fromkeys(r["suite"] for r in rows))
         return report(rows, suites, list(dict.fromkeys(r["scheme"] for r in rows)), args)
     data, work = Path(args.data_dir), Path(args.work)
+    os.environ.setdefault("SIAMESE_PRETRAINED_PATH", str(data / "pretrained"))
     suites = [s for s in args.suites.split(",") if (data / SUITES[s][1]).exists()]
     if not suites:
         print(f"skipped: no suite's data under {data}")
@@ -186,6 +211,10 @@ def main() -> int:
 
 def report(results: list[dict], suites: list[str], schemes: list[str], args) -> int:
     summary = {}
+    untrained = [{**r, **r["untrained"], "scheme": f"{r['scheme']}-untrained", "seconds": 0}
+                 for r in results if "untrained" in r]
+    results = results + untrained
+    schemes = schemes + list(dict.fromkeys(r["scheme"] for r in untrained))
     lines = ["| suite | scheme | runs | unseen AUC | 1-shot | acc @ threshold | best acc | gap | "
              "seconds |", "|---|---|---|---|---|---|---|---|---|"]
     for suite in suites:

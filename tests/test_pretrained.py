@@ -320,3 +320,44 @@ def test_real_networks_import_as_onnx_runtime_runs_them(rel, outputs, shape):
         want = np.concatenate([sess.run([out], {sess.get_inputs()[0].name: x[i:i + 1]})[0]
                                for i in range(len(x))])
         assert np.abs(got - want).max() <= 1e-4 * max(1.0, np.abs(want).max())
+
+
+@pytest.fixture
+def pretrained_run(tmp_path):
+    data = make_image_tree(tmp_path / "photos", classes=6, per_class=6, size=8, mode="RGB")
+    run = tmp_path / "prun"
+    assert main(["train", "--data", str(data), "--out", str(run), "--pretrained",
+                 str(tiny_cnn(tmp_path / "net.onnx")), "--epochs", "2", "--quiet",
+                 "--set", "split.validation=classes", "--set", "eval.episodes=10"]) == 0
+    return run, sorted(data.rglob("*.png"))
+
+
+def test_a_pretrained_run_serves_what_the_library_computes(pretrained_run):
+    from conftest import KEY, Server
+    from siamese.serve.app import create_app
+
+    run, files = pretrained_run
+    model = siamese.load(run)
+    with Server(create_app(run, api_key=KEY)) as client:
+        r = client.post("/verify", files={"a": ("a.png", files[0].read_bytes()),
+                                          "b": ("b.png", files[9].read_bytes())}).json()
+    assert r["similarity"] == pytest.approx(model.similarity(files[0], files[9]), abs=1e-4)
+
+
+def test_torchrun_trains_an_imported_network_on_two_processes(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    data = make_image_tree(tmp_path / "photos", classes=6, per_class=6, size=8, mode="RGB")
+    start = tiny_cnn(tmp_path / "net.onnx")
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                        "--nproc-per-node", "2", "-m", "siamese", "train", "--data", str(data),
+                        "--pretrained", str(start), "--pretrained-train", "all", "--epochs", "2",
+                        "--batch-size", "16", "--quiet", "--out", str(tmp_path / "run"),
+                        "--set", "split.validation=classes", "--set", "eval.episodes=10"],
+                       capture_output=True, text=True, cwd=tmp_path,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    model = siamese.load(tmp_path / "run")
+    assert model.card["engine"]["ranks"] == 2 and model.card["pretrained"]["train"] == "all"

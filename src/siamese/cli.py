@@ -370,12 +370,14 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(func=_export)
 
     from .cli_gallery import add_commands
+    from .cli_pretrained import add_pretrained_command
     from .cli_spot import add_spot_command
     from .cli_track import add_track_command
 
     add_commands(sub, _runtime_option)
     add_track_command(sub, _set_option)
     add_spot_command(sub)
+    add_pretrained_command(sub)
     return p
 
 

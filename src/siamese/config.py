@@ -236,18 +236,12 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
             value = [v for v in value.split(",") if v]
         if isinstance(value, list):
             return [str(v) for v in value]
-    elif "list[float]" in text:
+    elif "list[int]" in text or "list[float]" in text:
+        number = float if "float" in text else int
         if isinstance(value, str):
             value = [v for v in value.split(",") if v]
         try:
-            return [float(v) for v in value]
-        except (TypeError, ValueError):
-            pass
-    elif "list[int]" in text:
-        if isinstance(value, str):
-            value = [v for v in value.split(",") if v]
-        try:
-            return [int(v) for v in value]
+            return [number(v) for v in value]
         except (TypeError, ValueError):
             pass
     elif typ is bool or text.startswith("bool"):

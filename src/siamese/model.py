@@ -99,6 +99,10 @@ class Model:
         self.net.eval()
         if isinstance(x, Waveforms):
             return self._embed_utterances(x, batch_size)
+        per_input = int(np.prod(x.shape[1:])) if len(x.shape) > 1 else 1
+        # big inputs (a pretrained network's 224 px) in smaller batches: activations of 512
+        # such images at once take many GB
+        batch_size = max(8, min(batch_size, 4_000_000 // max(per_input, 1)))
         own = self.views
         k = own if views is None or self.preprocessing.kind != "image" else views
         inside = self.runtime == "onnxruntime" and own > 0  # the exported graph averages them

@@ -167,10 +167,8 @@ def _binary(fn):
     return lambda inputs, attrs, training: fn(inputs[0], inputs[1])
 
 
-OPS["Add"] = _binary(torch.add)
-OPS["Sub"] = _binary(torch.sub)
-OPS["Mul"] = _binary(torch.mul)
-OPS["Pow"] = _binary(torch.pow)
+OPS.update({name: _binary(fn) for name, fn in (
+    ("Add", torch.add), ("Sub", torch.sub), ("Mul", torch.mul), ("Pow", torch.pow))})
 
 
 @op("Div")
@@ -263,10 +261,9 @@ def _reduce(fn):
     return run
 
 
-OPS["ReduceMean"] = _reduce(torch.mean)
-OPS["ReduceSum"] = _reduce(torch.sum)
-OPS["ReduceMax"] = _reduce(torch.amax)
-OPS["ReduceMin"] = _reduce(torch.amin)
+OPS.update({name: _reduce(fn) for name, fn in (
+    ("ReduceMean", torch.mean), ("ReduceSum", torch.sum), ("ReduceMax", torch.amax),
+    ("ReduceMin", torch.amin))})
 
 
 @op("Reshape")

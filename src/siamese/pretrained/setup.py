@@ -97,11 +97,14 @@ def param_groups(net: SiameseNet, cfg: Config, extra: list) -> list[dict]:
 
 
 def cacheable(cfg: Config, kind: str) -> bool:
-    """Whether the encoder's outputs can be computed once: it is wholly frozen and nothing
-    random happens to an input before it (image augmentation, audio's random crops)."""
+    """Whether the encoder's outputs are computed once: it is wholly frozen, its inputs are
+    images or vectors (audio is cropped at random), and no class is made by turning images.
+    Image augmentation is then left out (the card and a note say so): on CPU the cache is
+    what makes a pretrained start cost minutes (model.feature_cache = off augments through
+    the frozen network instead, at its cost every epoch)."""
     return (bool(cfg.model.pretrained) and cfg.model.feature_cache == "auto"
             and last_layers(cfg.model.pretrained_train) is None and kind in ("image", "vector")
-            and not (kind == "image" and cfg.augment.enabled) and cfg.model.views == 0
+            and cfg.model.views == 0
             and not cfg.data.class_rotations and not cfg.data.class_flips)
 
 
@@ -153,6 +156,10 @@ class Imported:
             x = self.pre.normalize(data.x)
             self.features = encode_all(net.encoder.to(device), x, workers(cfg, data.x),
                                        device, quiet)
+            if cfg.augment.enabled and data.kind == "image" and not quiet:
+                print("note: the frozen network's features are computed once, so images are "
+                      "not augmented (model.feature_cache=off augments them, at the "
+                      "network's cost every epoch)", file=sys.stderr)
 
     def preprocessing(self, x_train):
         from ..data.preprocessing import Preprocessing
@@ -176,4 +183,5 @@ class Imported:
         return {**self.opened.card(self.cfg.model.pretrained),
                 "train": self.cfg.model.pretrained_train,
                 "feature_cache": self.features is not None,
+                "augmented": self.features is None and self.cfg.augment.enabled,
                 "graph": GRAPH_FILE if self.spec is not None else None}
