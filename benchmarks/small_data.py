@@ -154,10 +154,11 @@ def _row(u: dict, card: dict) -> dict:
     shots = u["few_shot"]
     five = shots.get("5-way 1-shot") or next(iter(shots.values()))
     ver = u["verification"]
+    nan = float("nan")  # (the untrained rows have no threshold: no accuracy at one)
+    accuracy, best = ver.get("accuracy", nan), ver.get("best_accuracy", nan)
     return {"unseen_auc": ver["roc_auc"], "oneshot": five["accuracy"],
-            "oneshot_ways": five["n_way"], "accuracy": ver["accuracy"],
-            "best_accuracy": ver["best_accuracy"],
-            "gap": ver["best_accuracy"] - ver["accuracy"],
+            "oneshot_ways": five["n_way"], "accuracy": accuracy,
+            "best_accuracy": best, "gap": best - accuracy,
             "validation": card["split"].get("validation"),
             "epoch_kept": (card.get("crossfit") or {}).get("epoch"),
             "train_classes": len(card["classes"]), "unseen_classes": u["classes"]}

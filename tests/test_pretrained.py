@@ -157,7 +157,19 @@ def test_last_n_layers_train_and_all_trains_at_its_own_rate(tiny_onnx):
     cfg, net = _tiny_net(tiny_onnx, "all", pretrained_lr=0.1)
     groups = param_groups(net, cfg, [])
     assert [g.get("lr") for g in groups] == [None, cfg.train.lr * 0.1]
-    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in net.encoder.parameters()}
+    slow = {id(p) for p in [*net.encoder.parameters(), *net.proj.parameters()]}
+    assert {id(p) for p in groups[1]["params"]} == slow  # (the projection starts as identity)
+
+
+def test_an_imported_network_starts_from_its_own_geometry(tiny_onnx):
+    _, net = _tiny_net(tiny_onnx, "frozen")
+    assert net.dim == net.encoder.num_features == 6  # projection "auto": identity
+    x = torch.randn(5, 3, 8, 8)
+    with torch.no_grad():
+        want = torch.nn.functional.normalize(net.encoder.eval()(x), dim=1)
+        assert torch.allclose(net.eval().embed(x), want, atol=1e-6)
+    _, net = _tiny_net(tiny_onnx, "frozen", projection="random", embedding_dim=4)
+    assert net.dim == 4
 
 
 def test_the_loss_is_the_same_with_and_without_the_feature_cache(tiny_onnx):

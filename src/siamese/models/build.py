@@ -50,8 +50,13 @@ def build_net(cfg: Config, input_shape: list[int], kind: str,
     if cfg.train.task == "regression":
         net = SiameseNet(encoder, cfg.model.embedding_dim, False, scorer="euclidean")
         return TwinRegressor(net, input_shape[0], cfg.model.head_hidden, anchors)
+    if cfg.model.projection == "auto":  # resolved into the saved config
+        cfg.model.projection = "identity" if name == "imported" else "random"
+    if cfg.model.projection == "identity":  # as wide as the features, starting as identity
+        cfg.model.embedding_dim = encoder.num_features
     net = SiameseNet(encoder, cfg.model.embedding_dim, cfg.model.normalize,
-                     cfg.model.head_hidden, scorer_for(cfg))
+                     cfg.model.head_hidden, scorer_for(cfg),
+                     identity=cfg.model.projection == "identity")
     if kind == "image":
         # Channels-last convolutions are about 25% faster per training step on CPU (oneDNN),
         # measured on conv4 at 28 px: 175 vs 240 ms per 240-image forward + backward.

@@ -61,11 +61,16 @@ class SiameseNet(nn.Module):
     """
 
     def __init__(self, encoder: nn.Module, embedding_dim: int = 64, normalize: bool = True,
-                 head_hidden: int = 64, scorer: str = "euclidean") -> None:
+                 head_hidden: int = 64, scorer: str = "euclidean", identity: bool = False) -> None:
+        """identity: the projection starts as the identity (embedding_dim = the encoder's
+        width), so that training starts from the encoder's own geometry."""
         super().__init__()
         self.encoder = encoder
         dim = encoder.num_features
         self.proj = nn.Linear(dim, embedding_dim) if embedding_dim > 0 else nn.Identity()
+        if identity and embedding_dim == dim:
+            nn.init.eye_(self.proj.weight)
+            nn.init.zeros_(self.proj.bias)
         self.dim = embedding_dim if embedding_dim > 0 else dim
         self.normalize = normalize
         self.scorer = scorer

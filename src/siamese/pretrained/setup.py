@@ -86,11 +86,13 @@ def load_weights(net: SiameseNet, opened: Opened, cfg: Config) -> None:
 
 def param_groups(net: SiameseNet, cfg: Config, extra: list) -> list[dict]:
     """The optimizer's groups: the imported part at pretrained_lr x lr (frozen weights left
-    out), the rest at lr."""
+    out), and so the projection where it starts as the identity; the rest at lr."""
     imported = {id(p) for p in net.encoder.parameters()} if cfg.model.pretrained else set()
+    if cfg.model.pretrained and cfg.model.projection == "identity":
+        imported |= {id(p) for p in net.proj.parameters()}
     own = [p for p in net.parameters() if id(p) not in imported and p.requires_grad]
     groups = [{"params": own + list(extra)}]
-    trained = [p for p in net.encoder.parameters() if id(p) in imported and p.requires_grad]
+    trained = [p for p in net.parameters() if id(p) in imported and p.requires_grad]
     if trained:
         groups.append({"params": trained, "lr": cfg.train.lr * cfg.model.pretrained_lr})
     return groups
