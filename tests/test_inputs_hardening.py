@@ -232,3 +232,43 @@ def test_include_exclude_on_a_table_or_the_digits_is_refused(tmp_path, capsys):
         err = capsys.readouterr().err
         assert "data.include / data.exclude choose files" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+# Issue 43: numbers and output paths checked before any work.
+def test_numbers_outside_their_range_name_the_range():
+    from siamese.errors import ConfigError
+    from siamese.outputs import check_number
+
+    for bad in ("nan", float("inf"), -1, 0, 11, "x", None):
+        with pytest.raises(ConfigError, match=r"give a number in \[0.01, 10\]"):
+            check_number("--hop", bad, 0.01, 10)
+    assert check_number("--hop", "0.5", 0.01, 10) == 0.5
+
+
+def test_outputs_that_are_folders_empty_or_shared_are_refused(tmp_path):
+    from siamese.errors import ConfigError
+    from siamese.outputs import check_outputs
+
+    (tmp_path / "file").write_text("x")
+    cases = [((("--out", ""),), "is empty"), ((("--out", str(tmp_path)),), "is a folder"),
+             ((("--out", str(tmp_path / "d") + "/"),), "is a folder"),
+             ((("--out", str(tmp_path / "file" / "b.txt")),), "is a file, not a folder"),
+             ((("--out", str(tmp_path / "b.txt")), ("--confidence", str(tmp_path / "b.txt"))),
+              "both name")]
+    for outputs, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            check_outputs(*outputs)
+    check_outputs(("--out", str(tmp_path / "new" / "b.txt")), ("--render", None))
+
+
+def test_a_box_that_is_not_finite_or_far_too_big_is_refused():
+    from siamese.data.otb import check_box
+    from siamese.errors import DataError
+
+    frame = np.zeros((240, 320, 3), np.uint8)
+    for box, message in (([np.nan, 0, 10, 10], "4 finite numbers"),
+                         ([0, 0, 1e12, 1e12], r"width in \(0, 640\]"),
+                         ([0, 0, 10], "4 finite numbers")):
+        with pytest.raises(DataError, match=message):
+            check_box(np.asarray(box, dtype=np.float64), frame)
+    check_box(np.asarray([10, 10, 50, 40.0]), frame)

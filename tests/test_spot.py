@@ -88,7 +88,7 @@ def test_threshold_calibrated_on_negatives_and_given(audio_run_session, tmp_path
     ("short stream", "shorter than the examples"),
     ("other rate", "sampled at 16000 Hz and the example"),
     ("silent example", "is silent"),
-    ("bad threshold", "between 0 and 1"),
+    ("bad threshold", "a number in [0, 1]"),
 ])
 def test_bad_spotting_input_is_one_line_and_a_json_4xx(audio_run_session, tmp_path, capsys,
                                                        case, message):

@@ -8,8 +8,10 @@ import argparse
 def _spot(args: argparse.Namespace) -> int:
     from .atomic import atomic_write_json
     from .model import Model
+    from .outputs import check_outputs
     from .spot import format_detections, spot
 
+    check_outputs(("--out", args.out))
     model = Model.load(args.run, device=args.device)
     result = spot(model, args.example, args.audio, negatives=args.negative,
                   threshold=args.threshold, hop_seconds=args.hop)

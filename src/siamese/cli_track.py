@@ -10,6 +10,7 @@ def _track(args: argparse.Namespace) -> int:
     from .atomic import atomic_write_bytes
     from .data.otb import parse_box
     from .errors import ConfigError
+    from .outputs import check_outputs
     from .tracking.model import TrackingModel, read_input
     from .tracking.render import VIDEO_SUFFIXES
 
@@ -17,6 +18,8 @@ def _track(args: argparse.Namespace) -> int:
         raise ConfigError("give the frames to track: --frames DIR or --video FILE")
     if args.render and Path(args.render).suffix.lower() not in {".gif", *VIDEO_SUFFIXES}:
         raise ConfigError(f"--render {args.render}: give a .gif, .mp4, .avi, .mkv or .mov file")
+    check_outputs(("--out", args.out), ("--confidence", confidence_path(args)),
+                  ("--render", args.render))
     box = parse_box(args.box)
     model = with_sets(TrackingModel.load(args.run, device=args.device), args.set)
     frames = read_input(args.frames or args.video)

@@ -23,8 +23,10 @@ import torch
 from .data.audio import Waveforms, read_audio
 from .errors import ConfigError, DataError
 from .evaluation.verification import best_threshold
+from .outputs import check_number
 
 MAX_STREAM_SECONDS = 4 * 3600.0
+MIN_HOP_SECONDS, MAX_HOP_SECONDS = 0.01, 10.0  # between windows (a smaller hop: more windows)
 
 
 @dataclass
@@ -120,8 +122,9 @@ def spot(model, examples: list, audio, negatives: list | None = None,
                           "model trained on audio (a word or speaker model)")
     if not examples:
         raise ConfigError("give at least one recording of the word (--example)")
-    if threshold is not None and not 0 <= threshold <= 1:
-        raise ConfigError(f"threshold {threshold:g}: give a score between 0 and 1")
+    if threshold is not None:
+        threshold = check_number("threshold", threshold, 0, 1)
+    hop_seconds = check_number("hop (seconds)", hop_seconds, MIN_HOP_SECONDS, MAX_HOP_SECONDS)
     ex_names, audio_name, neg_names = names or ([str(e) for e in examples], str(audio),
                                                 [str(x) for x in negatives or []])
     rate = pre.sample_rate

@@ -157,8 +157,17 @@ def parse_box(text: str) -> np.ndarray:
 
 
 def check_box(box: np.ndarray, frame: np.ndarray, where: str = "--box") -> None:
+    """A box x,y,w,h on the first frame: 4 finite numbers, with an area, at most twice the
+    frame's size, overlapping the frame."""
     h, w = frame.shape[:2]
+    box = np.asarray(box, dtype=np.float64).reshape(-1)
+    if box.shape != (4,) or not np.isfinite(box).all():
+        raise DataError(f"{where} {box.tolist()[:6]}: give 4 finite numbers x,y,w,h (pixels, "
+                        "top-left corner)")
     x, y, bw, bh = box
+    if bw > 2 * w or bh > 2 * h:
+        raise DataError(f"{where} {x:g},{y:g},{bw:g},{bh:g} is larger than twice the {w}x{h} "
+                        f"frame; give a width in (0, {2 * w}] and a height in (0, {2 * h}]")
     if bw <= 0 or bh <= 0:
         raise DataError(f"{where} {x:g},{y:g},{bw:g},{bh:g} has no area; give a width and "
                         "height above 0")
