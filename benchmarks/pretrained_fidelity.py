@@ -104,7 +104,8 @@ def main() -> int:
         mel = mel.reshape(len(audio), -1, 32) / 10 + 2  # openWakeWord's scaling
         windows = np.stack([m[:76] for m in mel])[..., None].astype(np.float32)
         results["speech_embedding"] = compare(emb_path, ["conv2d_19"], windows, False)
-    lines = ["| network | output | shape | max abs difference | relative |", "|---|---|---|---|---|"]
+    lines = ["| network | output | shape | max abs difference | relative |",
+             "|---|---|---|---|---|"]
     for net, outs in results.items():
         for o, r in outs.items():
             lines.append(f"| {net} | {o} | {r['shape']} | {r['max_abs_diff']:.2e} | "
