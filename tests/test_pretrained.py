@@ -195,7 +195,7 @@ def test_a_run_from_an_onnx_file_keeps_its_graph_loads_exports_and_compares(tmp_
                  "--set", "eval.episodes=10"]) == 0
     card = json.loads((run / "card.json").read_text())
     p = card["pretrained"]
-    assert p["format"] == "onnx" and p["output"] == "features" and p["feature_cache"]
+    assert p["format"] == "onnx" and p["output"] == "features" and p["feature_cache"] == "memory"
     assert card["config"]["model"]["encoder"] == "imported"
     assert card["config"]["data"]["image_size"] == 8  # from the file's metadata
     assert card["preprocessing"]["mean"] == pytest.approx([0.5] * 3)  # x / 127.5 - 1
@@ -382,3 +382,24 @@ def test_torchrun_trains_an_imported_network_on_two_processes(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     model = siamese.load(tmp_path / "run")
     assert model.card["engine"]["ranks"] == 2 and model.card["pretrained"]["train"] == "all"
+
+
+def test_features_over_the_memory_budget_are_cached_on_disk_with_the_same_loss(tmp_path):
+    from siamese.pretrained.setup import feature_store
+
+    small = feature_store(10, 4, 10 * 4 * 4, tmp_path)
+    assert type(small) is np.ndarray and not list(tmp_path.iterdir())
+    big = feature_store(10, 4, 100, tmp_path)  # 160 bytes > 100
+    assert isinstance(big, np.memmap) and len(list(tmp_path.glob("features-*.f32"))) == 1
+    data = make_image_tree(tmp_path / "photos", classes=6, per_class=6, size=8, mode="RGB")
+    start = tiny_cnn(tmp_path / "net.onnx")
+    cards = []
+    for gb, run in ((0, "mem"), (1e-9, "disk")):
+        assert main(["train", "--data", str(data), "--out", str(tmp_path / run), "--pretrained",
+                     str(start), "--epochs", "2", "--quiet", "--set", f"data.cache_gb={gb}",
+                     "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set",
+                     "split.validation=classes", "--set", "eval.episodes=10"]) == 0
+        cards.append(json.loads((tmp_path / run / "card.json").read_text()))
+    assert [c["pretrained"]["feature_cache"] for c in cards] == ["memory", "disk"]
+    assert [h["loss"] for h in cards[0]["history"]] == pytest.approx(
+        [h["loss"] for h in cards[1]["history"]], abs=1e-6)

@@ -8,7 +8,11 @@ the service and `export` prepare inputs as training did, without the file.
 
 from __future__ import annotations
 
+import atexit
+import os
 import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -110,23 +114,37 @@ def cacheable(cfg: Config, kind: str) -> bool:
             and not cfg.data.class_rotations and not cfg.data.class_flips)
 
 
+def feature_store(n: int, width: int, budget: int, folder: Path) -> np.ndarray:
+    """Where the cached features live: in memory when n x width floats fit `budget` bytes,
+    else in a file under `folder` (memory-mapped; removed when the process ends)."""
+    if n * width * 4 <= budget:
+        return np.zeros((n, width), np.float32)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix="features-", suffix=".f32", dir=folder)
+    os.close(fd)
+    atexit.register(lambda: Path(name).unlink(missing_ok=True))
+    return np.lib.format.open_memmap(name, mode="w+", dtype=np.float32, shape=(n, width))
+
+
 @torch.no_grad()
 def encode_all(encoder: torch.nn.Module, x, workers: int, device: str, quiet: bool,
-               batch: int = 64) -> torch.Tensor:
-    """Normalised inputs (N, ...) -> the encoder's outputs (N, F) on the CPU, with a bar."""
+               store: np.ndarray, batch: int = 64) -> torch.Tensor:
+    """Normalised inputs (N, ...) -> the encoder's outputs written into `store` (N, F), with
+    a bar; returned as a tensor over it (no copy)."""
     from ..data.loader import read_chunks
 
     encoder.eval()
-    out = []
     bar = tqdm(total=len(x), desc="pretrained features (once)", unit="input", leave=False,
                file=sys.stderr, disable=True if quiet else None)
+    at = 0
     for xb in read_chunks(x, np.arange(len(x)), workers, batch):
         if xb.ndim == 4:
             xb = xb.contiguous(memory_format=torch.channels_last)
-        out.append(encoder(xb.to(device)).float().cpu())
+        store[at:at + len(xb)] = encoder(xb.to(device)).float().cpu().numpy()
+        at += len(xb)
         bar.update(len(xb))
     bar.close()
-    return torch.cat(out) if out else torch.zeros(0, encoder.num_features)
+    return torch.from_numpy(store)
 
 
 class Imported:
@@ -139,6 +157,7 @@ class Imported:
         self.opened, self.cfg, self.kind = opened, cfg, data.kind
         self.spec = opened.spec
         self.features: torch.Tensor | None = None
+        self.features_in = ""
         if data.kind == "image" and opened.format == "onnx":
             c = int(data.x.shape[1])
             mean, std = input_stats(cfg, c)
@@ -151,13 +170,16 @@ class Imported:
             self.pre = None  # the data's own statistics (fitted as without a start)
         if self.pre is not None and cacheable(cfg, data.kind):
             from ..models.build import build_net
-            from ..training.engine import workers
+            from ..training.engine import cache_budget, workers
 
             net = build_net(cfg, self.pre.input_shape, data.kind, graph=self.spec)
             self.load_into(net)
             x = self.pre.normalize(data.x)
+            folder = Path(cfg.data.cache_dir or Path.home() / ".cache" / "siamese") / "features"
+            store = feature_store(len(x), net.encoder.num_features, cache_budget(cfg), folder)
             self.features = encode_all(net.encoder.to(device), x, workers(cfg, data.x),
-                                       device, quiet)
+                                       device, quiet, store)
+            self.features_in = "memory" if type(store) is np.ndarray else "disk"
             if cfg.augment.enabled and data.kind == "image" and not quiet:
                 print("note: the frozen network's features are computed once, so images are "
                       "not augmented (model.feature_cache=off augments them, at the "
@@ -184,6 +206,6 @@ class Imported:
             atomic_write_json(out / GRAPH_FILE, self.spec)
         return {**self.opened.card(self.cfg.model.pretrained),
                 "train": self.cfg.model.pretrained_train,
-                "feature_cache": self.features is not None,
+                "feature_cache": self.features_in or False,
                 "augmented": self.features is None and self.cfg.augment.enabled,
                 "graph": GRAPH_FILE if self.spec is not None else None}
