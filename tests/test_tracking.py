@@ -460,3 +460,18 @@ def test_looks_change_each_crops_light_within_its_bounds():
     assert 0.3 < (looks[:, 0] > 0.5).float().mean() < 0.7
     none = TrackPairs([], TrackConfig(jitter=0.0), 64, 0).looks(rng)
     assert (none[2:] == 1).all()  # no jitter: lit as it is
+
+
+def test_a_corrupt_frame_met_in_training_leaves_no_run_folder(tmp_path, capsys):
+    """(issue 43) the error names the frame, and the folder the run started is removed"""
+    data = _sequences(tmp_path / "data", n=2, frames=12)
+    for f in (data / "Seq1" / "img").glob("*.jpg"):
+        f.write_bytes(f.read_bytes()[:100])  # every frame of one sequence cut short
+    cfg = tmp_path / "t.toml"
+    cfg.write_text("[track]\npairs_per_epoch = 32\nexemplar = 87\nsearch = 127\n")
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--data", str(data), "--out", str(out),
+                 *TINY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "Seq1" in err and "\n" not in err
+    assert not out.exists()

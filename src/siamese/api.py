@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import sys
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from .data.roots import root_shares
 from .data.sampling import ClassBalancedSampler, pairable, sample_pairs
 from .data.splits import Split, make_split
 from .data.transforms import add_transformed_classes, random_affine
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, SiameseError
 from .evaluation.plots import plot_history
 from .evaluation.report import evaluate_embeddings, write_plots
 from .evaluation.verification import best_threshold, verification_metrics
@@ -112,7 +113,13 @@ def train(config: Config | dict | None = None, out: str | Path = "runs/latest", 
         from .training.from_pairs import train_pairs as run
     else:
         run = _train
-    model = run(cfg, out, d, resume, force, quiet)
+    fresh = not resume and not out.exists()
+    try:
+        model = run(cfg, out, d, resume, force, quiet)
+    except SiameseError:  # bad input met mid-run (a corrupt frame): no half-written folder
+        if fresh and d.main:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     dist_finish(d)
     return model
 
