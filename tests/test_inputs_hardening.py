@@ -272,3 +272,14 @@ def test_a_box_that_is_not_finite_or_far_too_big_is_refused():
         with pytest.raises(DataError, match=message):
             check_box(np.asarray(box, dtype=np.float64), frame)
     check_box(np.asarray([10, 10, 50, 40.0]), frame)
+
+
+def test_errors_carry_no_object_reprs():
+    """(issue 43) soundfile names a BytesIO by its repr; the message says "the upload"."""
+    import io
+
+    from siamese.errors import DataError
+
+    e = DataError(f"cannot read audio file x (Error opening {io.BytesIO()!r}: Format not "
+                  "recognised)")
+    assert "object at 0x" not in str(e) and "Error opening the upload" in str(e)

@@ -5,6 +5,11 @@ traceback.
 """
 
 
+import re
+
+_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
 class SiameseError(Exception):
     """Base class of every error caused by the user's input rather than by a bug."""
 
@@ -15,6 +20,9 @@ class SiameseError(Exception):
         if message.startswith("Caught ") and "Original Traceback" in message:
             last = message.rstrip().splitlines()[-1]
             message = last.split(": ", 1)[1] if ": " in last else last
+        # a library's message may name an in-memory upload by its repr
+        # ("<_io.BytesIO object at 0x7f...>"): the user never saw that object
+        message = _REPR.sub("the upload", message)
         super().__init__(message)
 
 
