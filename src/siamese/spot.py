@@ -13,7 +13,6 @@ run's verification threshold (calibrated when it trained, on pairs of classes it
 
 from __future__ import annotations
 
-import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,17 +33,6 @@ class Detection:
     start: float  # seconds from the stream's start
     end: float
     score: float
-
-
-def _rate(source, name: str) -> int:
-    import soundfile
-
-    try:
-        return int(soundfile.info(io.BytesIO(source) if isinstance(source, bytes) else
-                                  source).samplerate)
-    except (RuntimeError, OSError) as e:  # read_audio will say what is wrong with it
-        raise DataError(f"cannot read audio file {name} ({str(e).splitlines()[0][:80]}); give "
-                        "a WAV, FLAC or OGG file") from None
 
 
 def _windows(stream: np.ndarray, n: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
@@ -129,12 +117,8 @@ def spot(model, examples: list, audio, negatives: list | None = None,
                                                 [str(x) for x in negatives or []])
     rate = pre.sample_rate
     ex = [read_audio(e, name, rate) for e, name in zip(examples, ex_names, strict=True)]
-    stream_rate = _rate(audio, audio_name)
-    for e, name in zip(examples, ex_names, strict=True):
-        if _rate(e, name) != stream_rate:
-            raise DataError(f"{audio_name} is sampled at {stream_rate} Hz and the example "
-                            f"{name} at {_rate(e, name)} Hz; record or resample both at one "
-                            f"rate (e.g. sox {audio_name} -r {_rate(e, name)} out.wav)")
+    # (examples and stream may be at any rates: each is resampled to the model's, as
+    # everywhere else)
     stream = read_audio(audio, audio_name, rate, MAX_STREAM_SECONDS)
     n = int(np.median([len(e) for e in ex]))
     if len(stream) < n:
