@@ -283,3 +283,23 @@ def test_errors_carry_no_object_reprs():
     e = DataError(f"cannot read audio file x (Error opening {io.BytesIO()!r}: Format not "
                   "recognised)")
     assert "object at 0x" not in str(e) and "Error opening the upload" in str(e)
+
+
+def test_a_flac_whose_header_leaves_its_length_out_is_read_to_its_limit():
+    """(issue 43) such a header reports libsndfile's largest count (576460752303424 s): the
+    file is read, and a limit is met while reading, not from the header"""
+    import soundfile
+
+    from siamese.data.audio import TooLong, audio_header, read_audio
+
+    buf = io.BytesIO()
+    soundfile.write(buf, np.sin(np.arange(16000) / 5) * 0.3, 16000, format="FLAC")
+    b = bytearray(buf.getvalue())
+    b[8 + 13] &= 0xF0  # STREAMINFO's total samples (36 bits) set to 0: "unknown"
+    b[8 + 14:8 + 18] = bytes(4)
+    assert soundfile.info(io.BytesIO(bytes(b))).frames > 2**60
+    assert audio_header(bytes(b), "s.flac") == ("FLAC", 0.0)
+    a = read_audio(bytes(b), "s.flac", 16000)
+    assert 16000 - 1024 < len(a) <= 16000
+    with pytest.raises(TooLong, match="lasts more than 0.5 s"):
+        read_audio(bytes(b), "s.flac", 16000, max_seconds=0.5)

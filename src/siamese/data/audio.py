@@ -26,6 +26,7 @@ from ..errors import DataError
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
 AUDIO_FORMAT_SUFFIX = {"WAV": ".wav", "WAVEX": ".wav", "FLAC": ".flac", "OGG": ".ogg"}
 MAX_SECONDS = 600.0  # per file: a longer recording is almost surely not one utterance
+UNKNOWN_FRAMES = 2**40  # a frame count at least this large: the header did not say
 SILENCE = 1e-4  # peak amplitude below which a recording holds nothing to learn from
 
 
@@ -55,7 +56,10 @@ def audio_header(source, name: str, max_seconds: float = MAX_SECONDS) -> tuple[s
     """-> (format, e.g. "WAV", and seconds) from the header alone; raises DataError for what
     is no audio file or lasts longer than max_seconds."""
     with _open(source, name) as f:
-        seconds = f.frames / f.samplerate
+        # a stream whose header leaves its length out (a FLAC written on the fly) reports
+        # libsndfile's largest count: its length is known only once read (read_audio stops
+        # reading at the limit)
+        seconds = 0.0 if f.frames >= UNKNOWN_FRAMES else f.frames / f.samplerate
         if f.format not in AUDIO_FORMAT_SUFFIX:
             raise NotAudio(f"audio file {name} is {f.format}; give a WAV, FLAC or OGG file")
         if seconds > max_seconds:
@@ -64,20 +68,48 @@ def audio_header(source, name: str, max_seconds: float = MAX_SECONDS) -> tuple[s
         return f.format, seconds
 
 
+def _read_unsized(f, most: int, block: int = 1024) -> np.ndarray:
+    """A stream whose header leaves its length out, read block by block up to `most` frames.
+    libsndfile fails on the read that crosses such a stream's end (it seeks for a length it
+    lacks): the stream ends there, less than a block before its true end (64 ms at 16 kHz)."""
+    import soundfile
+
+    parts, n = [], 0
+    while n < most:
+        try:
+            x = f.read(min(block, most - n), dtype="float32", always_2d=True)
+        except (soundfile.LibsndfileError, RuntimeError):
+            if not parts:
+                raise
+            break
+        if not len(x):
+            break
+        parts.append(x)
+        n += len(x)
+    return np.concatenate(parts) if parts else np.zeros((0, f.channels), np.float32)
+
+
 def read_audio(source, name: str, rate: int, max_seconds: float = MAX_SECONDS) -> np.ndarray:
     """A path or bytes -> (samples,) float32 mono at `rate` Hz."""
     import soundfile
     import soxr
 
     with _open(source, name) as f:
-        if f.frames > max_seconds * f.samplerate:
+        most = int(max_seconds * f.samplerate)
+        if most < f.frames < UNKNOWN_FRAMES:
             raise TooLong(f"audio file {name} lasts {f.frames / f.samplerate:.0f} s; at most "
-                          f"{max_seconds:.0f} s per file: cut it into utterances")
+                          f"{max_seconds:g} s per file: cut it into utterances")
         try:
-            a = f.read(dtype="float32", always_2d=True)
+            if f.frames < UNKNOWN_FRAMES:
+                a = f.read(dtype="float32", always_2d=True)
+            else:
+                a = _read_unsized(f, most + 1)
         except (soundfile.LibsndfileError, RuntimeError) as e:
             raise DataError(f"audio file {name} is damaged ({str(e)[:60]})") from None
         sr = f.samplerate
+    if len(a) > most:
+        raise TooLong(f"audio file {name} lasts more than {max_seconds:g} s; at most "
+                      f"{max_seconds:g} s per file: cut it into utterances")
     if len(a) == 0:
         raise DataError(f"audio file {name} holds no samples; remove it")
     a = a.mean(axis=1)

@@ -74,7 +74,12 @@ def decode_audio_request(blobs: list[tuple[str, bytes]], rate: int, max_seconds:
     if total > max_request_seconds:
         raise TooLong(f"the recordings last {total:.0f} s together; the limit per request is "
                       f"{max_request_seconds:.0f} s")
-    return [read_audio(data, name, rate, max_seconds) for name, data in blobs], formats
+    arrays = [read_audio(data, name, rate, max_seconds) for name, data in blobs]
+    total = sum(len(a) for a in arrays) / rate  # (headers that left their length out)
+    if total > max_request_seconds:
+        raise TooLong(f"the recordings last {total:.0f} s together; the limit per request is "
+                      f"{max_request_seconds:.0f} s")
+    return arrays, formats
 
 
 class DecodePool:
