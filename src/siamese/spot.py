@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .data.audio import Waveforms, read_audio
 from .errors import ConfigError, DataError
@@ -26,6 +25,7 @@ from .outputs import check_number
 
 MAX_STREAM_SECONDS = 4 * 3600.0
 MIN_HOP_SECONDS, MAX_HOP_SECONDS = 0.01, 10.0  # between windows (a smaller hop: more windows)
+WINDOW_CHUNK, CHUNK_SAMPLES = 256, 2**22  # windows embedded at once: at most these many
 
 
 @dataclass
@@ -35,23 +35,21 @@ class Detection:
     score: float
 
 
-def _windows(stream: np.ndarray, n: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
-    starts = np.arange(0, len(stream) - n + 1, hop)
-    return np.stack([stream[s:s + n] for s in starts]), starts
-
-
 def window_scores(model, examples: list[np.ndarray], stream: np.ndarray,
                   hop_seconds: float) -> tuple[np.ndarray, np.ndarray, int]:
     """-> (each window's best score against the examples, window starts in samples, window
     length in samples)."""
     n = int(np.median([len(e) for e in examples]))
     hop = max(1, int(round(hop_seconds * model.preprocessing.sample_rate)))
-    wins, starts = _windows(stream, n, hop)
+    starts = np.arange(0, len(stream) - n + 1, hop)
     emb_ex = model.embed_tensor(Waveforms.from_arrays(examples))
-    emb_win = torch.cat([model.embed_tensor(Waveforms.from_arrays(list(wins[k:k + 256])))
-                         for k in range(0, len(wins), 256)])
-    scores = np.stack([model.score_embeddings(emb_win, e.expand_as(emb_win))
-                       for e in emb_ex]).max(0)
+    scores = np.empty(len(starts), np.float32)
+    chunk = max(1, min(WINDOW_CHUNK, CHUNK_SAMPLES // n))
+    for k in range(0, len(starts), chunk):  # windows cut a chunk at a time: memory bounded
+        part = starts[k:k + chunk]  # by the chunk (4M samples), not by the stream
+        emb = model.embed_tensor(Waveforms.from_arrays([stream[s:s + n] for s in part]))
+        scores[k:k + len(part)] = np.stack([model.score_embeddings(emb, e.expand_as(emb))
+                                            for e in emb_ex]).max(0)
     return scores, starts, n
 
 
@@ -68,7 +66,7 @@ def calibrate(model, examples: list[np.ndarray], negatives: list[np.ndarray]) ->
     neg_windows = []
     for a in negatives:
         a = a if len(a) >= n else np.resize(a, n)
-        neg_windows += list(_windows(a, n, max(1, n // 2))[0])
+        neg_windows += [a[s:s + n] for s in range(0, len(a) - n + 1, max(1, n // 2))]
     neg_emb = model.embed_tensor(Waveforms.from_arrays(neg_windows))
     neg = np.concatenate([model.score_embeddings(neg_emb, e.expand_as(neg_emb)) for e in emb])
     labels = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))])
