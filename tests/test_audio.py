@@ -49,6 +49,32 @@ def test_unreadable_empty_and_silent_files_are_refused_naming_the_file(tmp_path)
             read_audio(str(tmp_path / name), str(tmp_path / name), 8000)
 
 
+@pytest.mark.parametrize("fmt", ["WAV", "FLAC", "OGG"])
+def test_audio_cut_short_is_refused_like_a_truncated_image(tmp_path, fmt):
+    """(issue 43, item 5) one behaviour for truncated frames, images and audio: refused, named.
+    libsndfile reads a WAV cut short as the part that is left, saying nothing."""
+    path = tmp_path / f"cut.{fmt.lower()}"
+    sf.write(path, tone(300.0, 16000, 2.0), 16000, format=fmt)
+    whole = path.read_bytes()
+    path.write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(DataError, match=f"audio file .*cut.{fmt.lower()}"):
+        read_audio(str(path), str(path), 16000)
+
+
+@pytest.mark.parametrize("size", [0xFFFFFFFF, 0x7FFFFFFF])
+def test_a_wav_streamed_with_a_placeholder_length_is_read_whole(tmp_path, size):
+    """what a WAV written to a pipe declares (its length unknown then) is no cut"""
+    path = tmp_path / "live.wav"
+    x = tone(300.0, 16000, 1.0)
+    sf.write(path, x, 16000, subtype="PCM_16")
+    raw = bytearray(path.read_bytes())
+    at = raw.find(b"data")
+    raw[at + 4:at + 8] = size.to_bytes(4, "little")
+    path.write_bytes(bytes(raw))
+    a = read_audio(str(path), str(path), 16000)
+    np.testing.assert_allclose(a, x, atol=1e-4)
+
+
 @pytest.mark.parametrize("rate, n_mels", [(16000, 64), (8000, 40)])
 def test_the_filterbank_and_log_mel_match_librosa(rate, n_mels):
     librosa = pytest.importorskip("librosa")

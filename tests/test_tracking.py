@@ -243,6 +243,8 @@ def test_video_files_track_like_their_frames(tracking_run, tmp_path):
     (["--box", "20,40"], "give x,y,w,h"),
     (["--frames", "EMPTY"], "holds no JPEG, PNG or BMP frames"),
     (["--frames", "MIXED"], "give the frames of one video"),
+    (["--frames", "CUT_JPEG"], "replace or remove the file"),  # issue 43: not half grey
+    (["--frames", "CUT_PNG"], "replace or remove the file"),
     (["--video", "BROKEN"], "cannot read video"),
     (["--set", "train.lr=0.1"], "takes tracker settings, --set track.KEY=VALUE"),
     (["--set", "track.lr=0.1"], "not tracker settings: lr"),
@@ -256,6 +258,14 @@ def test_bad_tracking_input_is_one_line_and_writes_nothing(tracking_run, tmp_pat
     Image.new("RGB", (10, 10)).save(mixed / "9999.jpg")
     (tmp_path / "broken.mp4").write_bytes(b"not a video")
     where = {"EMPTY": tmp_path / "empty", "MIXED": mixed, "BROKEN": tmp_path / "broken.mp4"}
+    for key, suffix in (("CUT_JPEG", ".jpg"), ("CUT_PNG", ".png")):
+        folder = tmp_path / key
+        folder.mkdir()
+        for i, f in enumerate(sorted((data / "Seq0/img").iterdir())):
+            Image.open(f).save(folder / f"{i:04d}{suffix}")
+        middle = sorted(folder.iterdir())[5]
+        middle.write_bytes(middle.read_bytes()[:-200])  # cut short: the end of the file lost
+        where[key] = folder
     args = [str(where.get(a, a)) for a in case]
     if "--frames" not in case and "--video" not in case:
         args += ["--frames", str(data / "Seq0/img")]
@@ -475,3 +485,19 @@ def test_a_corrupt_frame_met_in_training_leaves_no_run_folder(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "Seq1" in err and "\n" not in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("first", ["nan,nan,nan,nan", "0,0,1e12,1e12", "5,5,0,0"])
+def test_an_otb_truth_without_a_first_box_is_refused_not_scored_zero(tracking_run, tmp_path,
+                                                                      capsys, first):
+    """(issue 43) a bad first ground-truth row gave a silent success AUC of 0.000"""
+    run, data = tracking_run
+    bad = shutil.copytree(data, tmp_path / "otb")
+    truth = bad / "Seq1/groundtruth_rect.txt"
+    truth.write_text(first + "\n" + "\n".join(truth.read_text().splitlines()[1:]) + "\n")
+    out = tmp_path / "e"
+    assert main(["evaluate", str(run), "--otb", str(bad), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert "first ground-truth box of Seq1" in err
+    assert not (out / "otb_metrics.json").exists()

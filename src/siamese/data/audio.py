@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,12 +90,28 @@ def _read_unsized(f, most: int, block: int = 1024) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, f.channels), np.float32)
 
 
+_DATA_SIZE = re.compile(r"^data : (\d+) \(should be (\d+)\)", re.M)
+UNSIZED_WAV = 0x7FFF0000  # a declared size this large is a placeholder: a WAV written on the fly
+
+
+def _check_whole(f, name: str) -> None:
+    """A WAV cut short is refused, as a truncated image is (libsndfile would read the part that
+    is left and say nothing). libsndfile notes the declared and the true size of the data
+    chunk; a placeholder size (a WAV streamed out with its length unknown) is not a cut."""
+    m = _DATA_SIZE.search(f.extra_info)
+    if m and int(m[2]) < int(m[1]) < UNSIZED_WAV:
+        raise DataError(f"audio file {name} is cut short: its header declares "
+                        f"{int(m[1]):,} bytes of samples, it holds {int(m[2]):,}; replace it "
+                        "with the whole file")
+
+
 def read_audio(source, name: str, rate: int, max_seconds: float = MAX_SECONDS) -> np.ndarray:
     """A path or bytes -> (samples,) float32 mono at `rate` Hz."""
     import soundfile
     import soxr
 
     with _open(source, name) as f:
+        _check_whole(f, name)
         most = int(max_seconds * f.samplerate)
         if most < f.frames < UNKNOWN_FRAMES:
             raise TooLong(f"audio file {name} lasts {f.frames / f.samplerate:.0f} s; at most "

@@ -174,6 +174,13 @@ def to_array(img: Image.Image, channels: int, size: int) -> np.ndarray:
     return a[None] if channels == 1 else a.transpose(2, 0, 1)
 
 
+def to_rgb(img: Image.Image) -> np.ndarray:
+    """PIL image -> (H, W, 3) uint8 RGB by the same mapping (a video frame at its own size)."""
+    if img.mode in WIDE_INT_MODES or img.mode == "F":
+        img = _to_8bit(img)
+    return np.asarray(_to_colour(img).convert("RGB"))
+
+
 def array_to_image(arr: np.ndarray, name: str = "array") -> Image.Image:
     """An (H, W[, C]) array -> PIL image by the same bit-depth mapping as files: uint8 as is,
     uint16 / 65535, bool 0/1, float taken as [0, 1], other integers as 0-255 (clipped)."""

@@ -148,6 +148,17 @@ def make_loader(samples: Dataset, batches: Sampler, workers: int,
                       worker_init_fn=_worker_init if workers > 0 else None)
 
 
+def stop_workers(loader: DataLoader) -> None:
+    """End a loader's worker processes now. After an error (a corrupt file met by a worker) the
+    loader lives on in the traceback's frames, and its workers with it, until the garbage
+    collector finds the cycle: in a long-lived process (the service, a notebook, a test run)
+    that may be never. Persistent workers are ended the same way."""
+    it = getattr(loader, "_iterator", None)
+    if it is not None and hasattr(it, "_shutdown_workers"):  # torch's multi-process iterator
+        it._shutdown_workers()
+    loader._iterator = None
+
+
 def read_chunks(x, index: np.ndarray, workers: int = 0,
                 size: int = 512) -> Iterator[torch.Tensor]:
     """x[index] in order, `size` rows at a time, read by `workers` processes."""
@@ -160,8 +171,13 @@ def read_chunks(x, index: np.ndarray, workers: int = 0,
                         num_workers=workers,
                         collate_fn=_whole, generator=_own_generator(),
                         worker_init_fn=_worker_init)
-    for xb, _ in loader:
-        yield xb
+    it = iter(loader)
+    try:
+        for xb, _ in it:
+            yield xb
+    finally:  # also when a worker's error or the caller's stops the reading half-way
+        if hasattr(it, "_shutdown_workers"):
+            it._shutdown_workers()
 
 
 def default_workers() -> int:

@@ -102,12 +102,17 @@ def list_targets(root: Path, sequences: list[str] | None = None) -> list[Target]
 
 
 def read_frame(path: Path) -> np.ndarray:
-    import cv2
+    """One frame -> (H, W, 3) uint8 RGB, decoded by the images' own decoder: a truncated or
+    corrupt frame is refused with its name (OpenCV would decode it half grey and go on)."""
+    from .images import open_image, to_rgb
 
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise DataError(f"cannot read frame {path}; give JPEG, PNG or BMP images")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    path = Path(path)
+    img = open_image(path, str(path))
+    try:
+        return to_rgb(img)
+    except Exception as e:  # a mode Pillow cannot convert
+        raise DataError(f"cannot read frame {path} ({type(e).__name__}); replace or remove "
+                        "the file") from None
 
 
 def read_frames(files: list[Path]) -> list[np.ndarray]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_write_json
-from ..data.otb import Target, list_targets, read_boxes, read_frames
+from ..data.otb import Target, check_box, list_targets, read_boxes, read_frame, read_frames
 from ..errors import DataError
 from ..evaluation.otb import iou, mean_scores, score
 
@@ -35,6 +35,9 @@ def track_targets(track, targets: list[Target], quiet: bool = False) -> dict[str
     """track(frames, box) -> (boxes, fps), or (boxes, confidences, fps), for each target from
     its first true box; a tracker's confidences are kept with each frame's IoU."""
     per, frames_of = {}, {}
+    for t in targets:  # every first box checked before any work: no silent 0.000 for one
+        check_box(t.boxes[0], read_frame(t.frames[0]),
+                  where=f"the first ground-truth box of {t.name} (in {t.sequence})")
     for t in targets:
         if t.sequence not in frames_of:
             frames_of = {t.sequence: read_frames(t.frames)}  # one sequence in memory at a time

@@ -29,6 +29,7 @@ from ..artifact import (
 )
 from ..atomic import atomic_write_json
 from ..config import Config, config_from_dict, resolve, saved_values
+from ..data.loader import stop_workers
 from ..errors import ArtifactError, ConfigError
 from .callbacks import (
     Checkpoint,
@@ -195,8 +196,12 @@ def fit_run(cfg: Config, out: Path, d: Dist, task: Task, optimizer: torch.optim.
     trainer.history = history
     t0 = time.monotonic()
     if start_epoch < min(cfg.train.epochs, stop_epoch or cfg.train.epochs):
-        with heap_allocations():  # no page faults on every step's big tensors (memory.py)
-            trainer.fit(start_epoch)
+        try:
+            with heap_allocations():  # no page faults on every step's big tensors (memory.py)
+                trainer.fit(start_epoch)
+        except BaseException:
+            stop_workers(loader)
+            raise
     card["train_seconds"] = round(time.monotonic() - t0, 2)
     card["history"] = trainer.history
     if d.main:
