@@ -103,6 +103,9 @@ def test_threshold_calibrated_on_negatives_and_given(audio_run_session, tmp_path
     ("short stream", "shorter than the examples"),
     ("silent example", "is silent"),
     ("bad threshold", "a number in [0, 1]"),
+    ("nan hop", "hop (seconds)"),
+    ("small hop", "give a hop of at least"),  # (issue 43) a 5-s clip at hop 0 took 31 s
+    ("long example", "at most 5 s"),  # an example is a word or a phrase, not a recording
 ])
 def test_bad_spotting_input_is_one_line_and_a_json_4xx(audio_run_session, tmp_path, capsys,
                                                        case, message):
@@ -117,6 +120,11 @@ def test_bad_spotting_input_is_one_line_and_a_json_4xx(audio_run_session, tmp_pa
         soundfile.write(example, np.zeros(RATE), RATE)
     elif case == "bad threshold":
         args = ["--threshold", "1.5"]
+    elif case in ("nan hop", "small hop"):
+        args = ["--hop", "nan" if case == "nan hop" else "0.02"]  # the least: a 10th of ~1 s
+    elif case == "long example":
+        example = tmp_path / "long.wav"
+        soundfile.write(example, np.random.default_rng(0).normal(0, 0.1, 6 * RATE), RATE)
     out = tmp_path / "d.json"
     assert main(["spot", str(audio_run_session), "--example", str(example), "--audio",
                  str(stream), "--out", str(out), *args]) == 2
@@ -126,7 +134,8 @@ def test_bad_spotting_input_is_one_line_and_a_json_4xx(audio_run_session, tmp_pa
     # the service says the same as a JSON 4xx
     run = shutil.copytree(audio_run_session, tmp_path / "run")
     with Server(create_app(run)) as client:
-        data = {"threshold": "1.5"} if case == "bad threshold" else {}
+        data = {"threshold": "1.5"} if case == "bad threshold" else {"hop": args[1]} if (
+            "hop" in case) else {}
         r = client.post("/spot", data=data, files=[
             ("examples", (example.name, example.read_bytes())),
             ("audio", (stream.name, stream.read_bytes()))])
@@ -153,3 +162,113 @@ def test_cli_and_service_give_the_library_s_detections(audio_run_session, tmp_pa
             ("audio", ("s.wav", buf.getvalue()))])
     assert r.status_code == 200, r.text
     assert r.json()["detections"] == want["detections"]
+
+
+def test_windows_read_block_by_block_score_as_each_window_alone(audio_run_session):
+    """The stream read in blocks of any size (a 4-hour stream is never whole in memory) gives
+    the windows and scores of each window cut from the whole stream and scored alone."""
+    from siamese.data.audio import Waveforms
+    from siamese.spot import window_scores
+
+    model = siamese.load(audio_run_session)
+    rng = np.random.default_rng(0)
+    stream = (rng.normal(0, 0.1, 3 * RATE) + np.sin(np.arange(3 * RATE) / 3)).astype(
+        np.float32)
+    example = stream[RATE:RATE + 4000].copy()
+    hop = 0.05
+    n, step = len(example), int(hop * RATE)
+    want_starts = np.arange(0, len(stream) - n + 1, step)
+    emb_ex = model.embed_tensor(Waveforms.from_arrays([example]))
+    want = np.array([model.score_embeddings(model.embed_tensor(Waveforms.from_arrays(
+        [stream[s:s + n]])), emb_ex)[0] for s in want_starts])
+    for sizes in ([len(stream)], [1, 399, 4001, 7000, len(stream) - 11401],
+                  [137] * (len(stream) // 137 + 1)):
+        cuts = np.cumsum([0, *sizes])
+        blocks = [stream[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True) if a < b]
+        scores, starts, m = window_scores(model, [example], iter(blocks), hop)
+        assert m == n
+        np.testing.assert_array_equal(starts, want_starts)
+        np.testing.assert_allclose(scores, want, atol=1e-5)
+
+
+def test_a_long_stream_is_never_whole_in_memory(audio_run_session, tmp_path, monkeypatch):
+    """(issue 43) the stream's samples held at once are bounded by a block and a chunk of
+    windows: here a 20-minute stream, read in 4-second blocks, is never held whole"""
+    import tracemalloc
+
+    import siamese.data.audio as audio
+
+    monkeypatch.setattr(audio, "BLOCK_SECONDS", 4.0)
+    monkeypatch.setattr(audio.audio_blocks, "__defaults__",
+                        (audio.MAX_SECONDS, 4.0))
+    monkeypatch.setattr("siamese.spot.CHUNK_SAMPLES", 2**18)
+    path = tmp_path / "long.wav"
+    rng = np.random.default_rng(0)
+    with soundfile.SoundFile(path, "w", RATE, 1, subtype="PCM_16") as f:
+        for _ in range(20):
+            f.write(rng.normal(0, 0.05, 60 * RATE))
+    voices = audio_run_session.parent / "voices"
+    model = siamese.load(audio_run_session)
+    tracemalloc.start()
+    try:
+        result = spot(model, [voices / "spk1/0.wav"], path, hop_seconds=1.0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result["stream_seconds"] == 1200 and result["windows"] > 1190
+    whole = 1200 * RATE * 4  # the stream as float32
+    assert peak < whole / 8, f"{peak / 1e6:.1f} MB held for a {whole / 1e6:.0f} MB stream"
+
+
+def test_the_service_stops_spotting_when_its_client_goes(audio_run_session, tmp_path,
+                                                         monkeypatch):
+    """(issue 43) a request whose client has gone stops working: the work is polled between
+    chunks of windows and gives up"""
+    import socket
+    import time
+
+    import siamese.serve.app as app_module
+    from siamese.spot import Cancelled
+
+    outcomes, polls = [], []
+
+    def slow_spot(*args, stop, **kwargs):
+        def slow_stop():
+            polls.append(1)
+            time.sleep(0.05)  # every chunk slow: the work outlasts the client
+            return stop()
+        try:
+            return spot(*args, stop=slow_stop, **kwargs)
+        except Cancelled:
+            outcomes.append("cancelled")
+            raise
+        finally:
+            outcomes.append("ended")
+
+    monkeypatch.setattr(app_module, "spot", slow_spot)
+    monkeypatch.setattr("siamese.spot.WINDOW_CHUNK", 2)
+    voices = audio_run_session.parent / "voices"
+    stream = io.BytesIO()
+    soundfile.write(stream, np.random.default_rng(0).normal(0, 0.05, 120 * RATE), RATE,
+                    format="FLAC")
+    import httpx
+
+    request = httpx.Request("POST", "http://x/spot", files=[
+        ("examples", ("w.wav", (voices / "spk1/0.wav").read_bytes())),
+        ("audio", ("s.flac", stream.getvalue()))])
+    body = request.read()
+    head = "".join(f"{k}: {v}\r\n" for k, v in request.headers.items() if k != "host")
+    run = shutil.copytree(audio_run_session, tmp_path / "run")
+    with Server(create_app(run)) as client:
+        with socket.create_connection(("127.0.0.1", int(str(client.base_url).split(":")[-1]))) as c:
+            c.sendall(f"POST /spot HTTP/1.1\r\nhost: 127.0.0.1\r\n{head}\r\n".encode() + body)
+            deadline = time.time() + 20
+            while not polls and time.time() < deadline:
+                time.sleep(0.02)  # the work has begun
+        deadline = time.time() + 10
+        while "ended" not in outcomes and time.time() < deadline:
+            time.sleep(0.05)
+        assert client.get("/health").status_code == 200
+    assert outcomes[:1] == ["cancelled"], outcomes
+    windows = 120 * RATE // 800  # at the default hop of 0.1 s
+    assert len(polls) < windows / 2 / 4, f"{len(polls)} chunks of 2 windows polled"

@@ -28,7 +28,7 @@ def add_spot_command(sub) -> None:
                        "model trained on audio)")
     s.add_argument("run")
     s.add_argument("--example", action="append", required=True,
-                   help="a recording of the word (repeat for several: more examples, surer "
+                   help="a recording of the word, at most 5 s (repeat for several: more examples, surer "
                    "detections)")
     s.add_argument("--audio", required=True, help="the recording to search (WAV/FLAC/OGG, "
                    "up to 4 hours)")
@@ -37,7 +37,8 @@ def add_spot_command(sub) -> None:
                    "needs 2 or more examples)")
     s.add_argument("--threshold", type=float, help="the score a window needs, in [0, 1] "
                    "(default: calibrated on --negative, else the run's threshold)")
-    s.add_argument("--hop", type=float, default=0.1, help="seconds between windows (0.1)")
+    s.add_argument("--hop", type=float, help="seconds between windows (default 0.1, or a 10th "
+                   "of the examples' length if more)")
     s.add_argument("--out", help="also write the detections as JSON")
     s.add_argument("--device", default="cpu")
     s.set_defaults(func=_spot)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import math
 import re
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ AUDIO_FORMAT_SUFFIX = {"WAV": ".wav", "WAVEX": ".wav", "FLAC": ".flac", "OGG": "
 MAX_SECONDS = 600.0  # per file: a longer recording is almost surely not one utterance
 UNKNOWN_FRAMES = 2**40  # a frame count at least this large: the header did not say
 SILENCE = 1e-4  # peak amplitude below which a recording holds nothing to learn from
+BLOCK_SECONDS = 30.0  # read, mixed down and resampled at once
 
 
 def is_audio_name(name: str) -> bool:
@@ -69,27 +71,6 @@ def audio_header(source, name: str, max_seconds: float = MAX_SECONDS) -> tuple[s
         return f.format, seconds
 
 
-def _read_unsized(f, most: int, block: int = 1024) -> np.ndarray:
-    """A stream whose header leaves its length out, read block by block up to `most` frames.
-    libsndfile fails on the read that crosses such a stream's end (it seeks for a length it
-    lacks): the stream ends there, less than a block before its true end (64 ms at 16 kHz)."""
-    import soundfile
-
-    parts, n = [], 0
-    while n < most:
-        try:
-            x = f.read(min(block, most - n), dtype="float32", always_2d=True)
-        except (soundfile.LibsndfileError, RuntimeError):
-            if not parts:
-                raise
-            break
-        if not len(x):
-            break
-        parts.append(x)
-        n += len(x)
-    return np.concatenate(parts) if parts else np.zeros((0, f.channels), np.float32)
-
-
 _DATA_SIZE = re.compile(r"^data : (\d+) \(should be (\d+)\)", re.M)
 UNSIZED_WAV = 0x7FFF0000  # a declared size this large is a placeholder: a WAV written on the fly
 
@@ -105,38 +86,70 @@ def _check_whole(f, name: str) -> None:
                         "with the whole file")
 
 
-def read_audio(source, name: str, rate: int, max_seconds: float = MAX_SECONDS) -> np.ndarray:
-    """A path or bytes -> (samples,) float32 mono at `rate` Hz."""
+def audio_blocks(source, name: str, rate: int, max_seconds: float = MAX_SECONDS,
+                 block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
+    """A path or bytes -> its samples as mono float32 blocks at `rate` Hz, read, mixed down
+    and resampled a block at a time: memory bounded by the block, not by the recording (a
+    4-hour stream). Refused with a DataError naming `name`: no audio, cut short, longer than
+    max_seconds, damaged, nan or inf samples (raised on reaching them); no samples at all or
+    silent (known only at the end: raised after the last block)."""
     import soundfile
     import soxr
 
     with _open(source, name) as f:
         _check_whole(f, name)
-        most = int(max_seconds * f.samplerate)
-        if most < f.frames < UNKNOWN_FRAMES:
-            raise TooLong(f"audio file {name} lasts {f.frames / f.samplerate:.0f} s; at most "
+        sr, sized = f.samplerate, f.frames < UNKNOWN_FRAMES
+        most = int(max_seconds * sr)
+        if sized and f.frames > most:
+            raise TooLong(f"audio file {name} lasts {f.frames / sr:.0f} s; at most "
                           f"{max_seconds:g} s per file: cut it into utterances")
-        try:
-            if f.frames < UNKNOWN_FRAMES:
-                a = f.read(dtype="float32", always_2d=True)
-            else:
-                a = _read_unsized(f, most + 1)
-        except (soundfile.LibsndfileError, RuntimeError) as e:
-            raise DataError(f"audio file {name} is damaged ({str(e)[:60]})") from None
-        sr = f.samplerate
-    if len(a) > most:
-        raise TooLong(f"audio file {name} lasts more than {max_seconds:g} s; at most "
-                      f"{max_seconds:g} s per file: cut it into utterances")
-    if len(a) == 0:
+        block = max(1, int(block_seconds * sr))
+        # libsndfile fails on the read that crosses the end of a stream whose header leaves
+        # its length out (it seeks for a length it lacks): such a stream is read in small
+        # steps, and ends there, less than a step before its true end (64 ms at 16 kHz)
+        step = block if sized else 1024
+        resample = soxr.ResampleStream(sr, rate, 1, dtype="float32") if sr != rate else None
+        n, loud, parts, held = 0, 0.0, [], 0
+        while True:
+            try:
+                x = f.read(step, dtype="float32", always_2d=True)
+            except (soundfile.LibsndfileError, RuntimeError) as e:
+                if sized or n == 0:
+                    raise DataError(f"audio file {name} is damaged ({str(e)[:60]})") from None
+                x = np.zeros((0, f.channels), np.float32)
+            end = len(x) < step
+            if len(x):
+                n += len(x)
+                if n > most:
+                    raise TooLong(f"audio file {name} lasts more than {max_seconds:g} s; at "
+                                  f"most {max_seconds:g} s per file: cut it into utterances")
+                mono = x.mean(axis=1)
+                if not np.isfinite(mono).all():
+                    raise DataError(f"audio file {name} holds nan or inf samples; re-encode it")
+                loud = max(loud, float(np.abs(mono).max()))
+                parts.append(mono)
+                held += len(mono)
+            if held >= block or (end and held):
+                y = np.concatenate(parts) if len(parts) > 1 else parts[0]
+                parts, held = [], 0
+                yield np.ascontiguousarray(resample.resample_chunk(y) if resample else y,
+                                           dtype=np.float32)
+            if end:
+                break
+    if n == 0:
         raise DataError(f"audio file {name} holds no samples; remove it")
-    a = a.mean(axis=1)
-    if not np.isfinite(a).all():
-        raise DataError(f"audio file {name} holds nan or inf samples; re-encode it")
-    if np.abs(a).max() < SILENCE:
+    if loud < SILENCE:
         raise DataError(f"audio file {name} is silent; remove it")
-    if sr != rate:
-        a = soxr.resample(a, sr, rate).astype(np.float32)
-    return np.ascontiguousarray(a, dtype=np.float32)
+    if resample is not None:  # the resampler's last samples
+        tail = resample.resample_chunk(np.zeros(0, np.float32), last=True)
+        if len(tail):
+            yield np.ascontiguousarray(tail, dtype=np.float32)
+
+
+def read_audio(source, name: str, rate: int, max_seconds: float = MAX_SECONDS) -> np.ndarray:
+    """A path or bytes -> (samples,) float32 mono at `rate` Hz (`audio_blocks`, joined)."""
+    blocks = list(audio_blocks(source, name, rate, max_seconds))
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
 
 
 @dataclass(frozen=True)

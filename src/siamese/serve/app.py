@@ -44,7 +44,7 @@ from ..index.enroll import (
     search_embeddings,
 )
 from ..names import display
-from ..spot import spot
+from ..spot import MAX_EXAMPLE_SECONDS, Cancelled, spot
 from .batching import Batcher
 from .decoding import DecodePool
 
@@ -64,7 +64,7 @@ class Limits:
     max_files: int = 32
     max_seconds: float = 120.0  # per recording (audio models)
     max_request_seconds: float = 300.0  # all recordings of one request together
-    max_stream_seconds: float = 600.0  # /spot: the recording searched
+    max_stream_seconds: float = 300.0  # /spot: the recording searched (longer: `siamese spot`)
     decode_workers: int = 2  # image decoding processes (niced), never on the event loop
     max_page: int = 1000  # GET /gallery items per page
 
@@ -283,10 +283,14 @@ def create_app(run: str | Path, api_key: str | None = None, limits: Limits | Non
         return FastJSON({"matches": matches})
 
     @app.post("/spot")
-    async def spot_route(examples: list[UploadFile] = File(...), audio: UploadFile = File(...),
+    async def spot_route(request: Request, examples: list[UploadFile] = File(...),
+                         audio: UploadFile = File(...),
                          negatives: list[UploadFile] | None = File(None),
-                         threshold: float | None = Form(None)):
-        """Where the word of `examples` occurs in `audio` (spot.py): times and scores."""
+                         threshold: float | None = Form(None), hop: float | None = Form(None)):
+        """Where the word of `examples` occurs in `audio` (spot.py): times and scores. The
+        same limits as `siamese spot` (an example at most 5 s, a hop of at least a 10th of
+        it), and the service's: the stream at most max_stream_seconds, the other recordings
+        together at most max_request_seconds. Work stops when the client goes."""
         if model.preprocessing.kind != "audio":
             raise ApiError(415, "spotting needs a model trained on audio; this one compares "
                                 f"{model.preprocessing.kind}s")
@@ -298,12 +302,35 @@ def create_app(run: str | Path, api_key: str | None = None, limits: Limits | Non
         ex = [(display(f.filename or "example")[:200], await f.read()) for f in examples]
         neg = [(display(f.filename or "negative")[:200], await f.read()) for f in negatives]
         stream = (display(audio.filename or "audio")[:200], await audio.read())
-        for name, data in [*ex, *neg]:  # headers first: nothing long is decoded
-            audio_header(data, name, limits.max_seconds)
+        total = 0.0
+        for name, data in ex:  # headers first: nothing long is decoded
+            total += audio_header(data, name, min(limits.max_seconds, MAX_EXAMPLE_SECONDS))[1]
+        for name, data in neg:
+            total += audio_header(data, name, limits.max_seconds)[1]
+        if total > limits.max_request_seconds:
+            raise ApiError(413, f"the examples and negatives last {total:.0f} s together; at "
+                                f"most {limits.max_request_seconds:.0f} s per request")
         audio_header(stream[1], stream[0], limits.max_stream_seconds)
-        result = await asyncio.to_thread(
-            spot, model, [b for _, b in ex], stream[1], negatives=[b for _, b in neg] or None,
-            threshold=threshold, names=([n for n, _ in ex], stream[0], [n for n, _ in neg]))
+        gone = threading.Event()
+
+        async def watch() -> None:  # waits, while the work runs, for the client's leaving
+            # (the body is read: what comes next is http.disconnect; request.is_disconnected()
+            # never says so behind a BaseHTTPMiddleware such as _guard, starlette #2094)
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            result = await asyncio.to_thread(
+                spot, model, [b for _, b in ex], stream[1],
+                negatives=[b for _, b in neg] or None, threshold=threshold, hop_seconds=hop,
+                names=([n for n, _ in ex], stream[0], [n for n, _ in neg]), stop=gone.is_set,
+                max_stream_seconds=limits.max_stream_seconds)
+        except Cancelled:
+            return Response(status_code=499)  # nobody reads it: the client has gone
+        finally:
+            watcher.cancel()
         return FastJSON(result)
 
     @app.get("/gallery")
