@@ -12,8 +12,9 @@ on the network and its rate, not on what it learned.
 - CLI: a 16-kHz WAV of the given hours (noise and tones, written in blocks to --work), searched
   with a 1-s example at the default hop (0.1 s); the peak PSS of the process and the seconds.
 - Service: `siamese serve RUN` in its own process; a stream at the service's limit
-  (`Limits.max_stream_seconds`, 300 s: a 16-kHz WAV under the 10-MB body limit) with a 1-s example (hop 0.1 s) and with a 5-s example (the
-  longest an example may be: hop 0.5 s, a 10th of it); each request's seconds, the server's
+  (`Limits.max_stream_seconds`, 300 s: a 16-kHz WAV under the 10-MB body limit) with a 1-s
+  example (hop 0.1 s) and with a 5-s example (the longest an example may be: hop 0.5 s, a 10th
+  of it); each request's seconds, the server's
   peak PSS (with its decoding workers, sampled every ~0.5 s), and /health's latency polled
   every 50 ms meanwhile.
 Writes JSON and prints a table.
@@ -33,7 +34,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import soundfile
-
 from machine import describe, machine_info
 from served import served
 from streaming_memory import tree_pss_mib

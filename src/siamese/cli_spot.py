@@ -28,8 +28,8 @@ def add_spot_command(sub) -> None:
                        "model trained on audio)")
     s.add_argument("run")
     s.add_argument("--example", action="append", required=True,
-                   help="a recording of the word, at most 5 s (repeat for several: more examples, surer "
-                   "detections)")
+                   help="a recording of the word, at most 5 s (repeat for several: more "
+                   "examples, surer detections)")
     s.add_argument("--audio", required=True, help="the recording to search (WAV/FLAC/OGG, "
                    "up to 4 hours)")
     s.add_argument("--negative", action="append", default=[],
