@@ -11,7 +11,7 @@ Protocols (--protocol):
 - loo (leave one sequence out): for each of the six otb/ sequences, train on track_train/
   plus the other five (Jogging's two targets are one fold);
 - cross (cross-dataset): train on track_train/ alone, one run a seed, and track all seven;
-- otb-loo: as loo without track_train/ (the protocol of docs/tracking.md's older figures).
+- otb-loo: as loo without track_train/ (the protocol of docs/research/tracking.md's older figures).
 
 Writes JSON (per seed, fold and target, each frame's confidence and IoU), success and
 precision plots (next to --out), and prints a markdown table with how well the confidence

@@ -99,7 +99,11 @@ def test_voices_dropped_and_recorded_through_the_page(audio_run_session, tmp_pat
             page.locator("[data-testid=recB]").filter(has_text="stop").wait_for(timeout=10_000)
             time.sleep(1.5)
             page.click("[data-testid=recB]")
+            # "record" again only once the recording is decoded and in place: reading files.B
+            # before that read the dropped file B while the page went on to verify the recording
+            # (a failure under load: the verdict never showed the similarity expected here)
             page.locator("[data-testid=recB]").filter(has_text="record").wait_for(timeout=10_000)
+            assert page.evaluate("files.B.name") == "recording-B.wav"
             # the file the page sent (Playwright does not show multipart bodies with files)
             recorded = bytes(page.evaluate(
                 "async () => Array.from(new Uint8Array(await files.B.arrayBuffer()))"))

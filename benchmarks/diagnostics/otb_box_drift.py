@@ -7,7 +7,7 @@ sequence to see why a target scores what it does (lost, or centred with the wron
         --sequence Couple --out results/otb/drift_couple_seed0.json
 
 Prints every --every-th frame per target and writes JSON (every frame). Skips (exit 0) when
-the sequences are missing. docs/tracking.md.
+the sequences are missing. docs/research/tracking.md.
 """
 
 from __future__ import annotations

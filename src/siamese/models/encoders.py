@@ -57,7 +57,7 @@ def pooled_block(cin: int, cout: int, kernel: int = 3) -> list[nn.Module]:
     """conv-maxpool-BN-ReLU: batch norm (its statistics and both passes) on the pooled map, a
     quarter of the values. Not the same function as conv_block (the statistics are the pooled
     values'), a block of the same kind and size: 1.2x (AVX-512) to 1.3x (AVX2) faster conv4
-    training steps on 2 cores (docs/omniglot.md)."""
+    training steps on 2 cores (docs/research/omniglot.md)."""
     return [nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False),
             nn.MaxPool2d(2, ceil_mode=True), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 

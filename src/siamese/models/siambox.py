@@ -9,14 +9,14 @@ anchor-free head per response cell, as SiamFC++ (Xu et al., 2020), SiamBAN and N
                                                                        cell's box's IoU)
 
 SiamFC's single correlation map can only say WHERE the target is; its size comes from trying
-three scales, and on the held-out targets the box shrank to half the truth (docs/tracking.md).
+three scales, and on the held-out targets the box shrank to half the truth (docs/research/tracking.md).
 Here every cell also regresses the box around it, so the size is read, not searched. The
 class map stays SiamFC's parameter-free correlation and the head reads the backbone's features
 detached, so the backbone learns exactly as SiamFC's and the head can only add the box (a first
 version gave the class its own depthwise branch and tower, as SiamFC++ does, and trained the
 backbone through everything: it found the centre about as often as SiamFC, its boxes were no
 better, and a second one with SiamFC's map trained through the head spoiled that map: figures
-in docs/tracking.md). The regression adjusts the backbone's features by a 1x1 convolution,
+in docs/research/tracking.md). The regression adjusts the backbone's features by a 1x1 convolution,
 correlates them channel by channel (depthwise: C maps instead of one), and a small tower of 3x3
 convolutions (GroupNorm: no batch statistics, so training and tracking compute the same)
 turns them into the distances and the quality. The backbone and its batch-norm handling are
@@ -97,7 +97,7 @@ class SiamBox(SiamFC):
     def respond(self, z_feat: torch.Tensor, x_feat: torch.Tensor):
         # the head reads the backbone's features but does not train them: they learn from
         # the class map alone, as SiamFC's (trained through the head too, the class map of
-        # 5 CPU minutes tracked far worse: docs/tracking.md)
+        # 5 CPU minutes tracked far worse: docs/research/tracking.md)
         return (super().respond(z_feat, x_feat),
                 *self.head(z_feat.detach(), x_feat.detach()))
 

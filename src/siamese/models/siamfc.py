@@ -155,7 +155,7 @@ class SiamFC(nn.Module):
         exemplars by the SAME statistics, held as constants. The running averages trail the
         weights by about 1 / momentum steps: with plain batch norm an exemplar is normalised
         as by the net of some steps before, which the net seems to learn to count on (its
-        loss rises as the rate falls at the end; docs/tracking.md). Held out it tracked
+        loss rises as the rate falls at the end; docs/research/tracking.md). Held out it tracked
         worse, so it is an option, not the default."""
         z, x = z / 255.0, x / 255.0
         for m in self.backbone:
