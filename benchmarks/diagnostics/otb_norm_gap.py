@@ -11,8 +11,8 @@ search batch's statistics in training) or renorm (batch renormalisation, models/
         --out results/otb/norm_gap.json
 
 Trains on the other five sequences than --held-out (Dog1), seed 0. Prints one line per tenth
-of the run and writes JSON. Skips (exit 0) when the sequences are missing. docs/research/tracking.md,
-"What I noticed".
+of the run and writes JSON. Skips (exit 0) when the sequences are missing.
+docs/research/tracking.md, "What I noticed".
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class TrackConfig:
-    """train.task tracking (SiamFC, docs/research/tracking.md): data.path is a folder of sequences in
+    """train.task tracking (SiamFC, docs/tracking.md): data.path is a folder of sequences in
     the OTB layout. Training pairs, then the tracker's settings (saved with the run)."""
     # fc: SiamFC's one correlation map, the size searched over scales; box: a head that
     # regresses the box at every cell (anchor-free, SiamFC++-like; models/siambox.py)
@@ -32,7 +32,8 @@ class TrackConfig:
     shift: float = 24.0  # the target lies up to this many px off the search crop's centre
     stretch: float = 0.1  # and is scaled by up to +-10% against the exemplar
     radius: float = 16.0  # response cells within this many search-crop px are positives
-    norm: str = "batch"  # batch, shared or renorm: exemplars' norm in training (docs/research/tracking.md)
+    # batch, shared or renorm: exemplars' norm in training (docs/research/tracking.md)
+    norm: str = "batch"
     pairs_per_epoch: int = 1024
     recalibrate: int = 0  # batches to recompute the norms' averages over after training (0: not)
     scales: int = 3  # the tracker's scale pyramid

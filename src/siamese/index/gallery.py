@@ -242,7 +242,8 @@ class Gallery:
 
     def _search_reranked(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Compressed codes propose `rerank` candidates; the stored embeddings rank them. On
-        10M clustered vectors 64 candidates found half the true top 10 (docs/research/scaling.md)."""
+        10M clustered vectors 64 candidates found half the true top 10
+        (docs/research/scaling.md)."""
         _, slot = self.index.search(q, min(max(k, self.rerank), len(self)),
                                     params=self._params())
         pos = np.where(slot >= 0, self._slots[slot.clip(0)], -1)

@@ -3,7 +3,8 @@
 A tracker runs its net in evaluation mode: every crop through batch norm's running averages.
 Plain batch norm trains on each batch's own statistics, so the net the tracker runs is not
 the net that was trained; on SiamFC's training pairs the loss of the same weights was 0.24-0.43
-as trained and 0.59-3.00 as tracked (benchmarks/diagnostics/otb_norm_gap.py, docs/research/tracking.md).
+as trained and 0.59-3.00 as tracked (benchmarks/diagnostics/otb_norm_gap.py,
+docs/research/tracking.md).
 Renormalisation trains the forward pass through the running averages, corrected towards the
 batch by r = sd_batch / sd_running and d = (mu_batch - mu_running) / sd_running held as
 constants (clipped to [1/3, 3] and [-5, 5]): gradients flow as through the batch's statistics,

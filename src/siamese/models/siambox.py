@@ -9,7 +9,8 @@ anchor-free head per response cell, as SiamFC++ (Xu et al., 2020), SiamBAN and N
                                                                        cell's box's IoU)
 
 SiamFC's single correlation map can only say WHERE the target is; its size comes from trying
-three scales, and on the held-out targets the box shrank to half the truth (docs/research/tracking.md).
+three scales, and on the held-out targets the box shrank to half the truth
+(docs/research/tracking.md).
 Here every cell also regresses the box around it, so the size is read, not searched. The
 class map stays SiamFC's parameter-free correlation and the head reads the backbone's features
 detached, so the backbone learns exactly as SiamFC's and the head can only add the box (a first
