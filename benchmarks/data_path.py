@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from machine import describe, machine_info
-from recipe import load_recipe
+from common.machine import describe, machine_info
+from common.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 

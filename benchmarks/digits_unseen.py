@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import describe, machine_info
+from common.machine import describe, machine_info
 
 import siamese
 from siamese.atomic import atomic_write_json

@@ -17,8 +17,8 @@ import time
 
 import faiss
 import numpy as np
+from common.machine import describe, machine_info
 from gallery_search import clustered
-from machine import describe, machine_info
 
 from siamese.atomic import atomic_write_json
 from siamese.index import Gallery

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-from machine import describe, machine_info
+from common.machine import describe, machine_info
 
 from siamese.atomic import atomic_write_json
 from siamese.index import Gallery

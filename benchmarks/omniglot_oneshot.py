@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 import torch
-from machine import describe, machine_info
+from common.machine import describe, machine_info
 
 import siamese
 from siamese.atomic import atomic_write_json

@@ -28,8 +28,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from image_copies import extracted
-from machine import describe, machine_info
+from common.image_copies import extracted
+from common.machine import describe, machine_info
 
 import siamese
 from siamese.data.pairs import read_pairs

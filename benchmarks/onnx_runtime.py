@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from machine import describe, machine_info
+from common.machine import describe, machine_info
 
 import siamese
 from siamese.atomic import atomic_write_json

@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from machine import describe, machine_info
-from recipe import load_recipe
+from common.machine import describe, machine_info
+from common.recipe import load_recipe
 
 import siamese
 from siamese.artifact import read_card

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from machine import describe, machine_info
+from common.machine import describe, machine_info
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from machine import describe, machine_info
+from common.machine import describe, machine_info
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = {"frozen (cached)": ["--pretrained-train", "frozen"],

@@ -29,8 +29,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from image_copies import extracted
-from machine import describe, machine_info
+from common.image_copies import extracted
+from common.machine import describe, machine_info
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node"]

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from machine import describe, machine_info
+from common.machine import describe, machine_info
+from common.served import digit_png, served
 from PIL import Image
-from served import digit_png, served
 
 from siamese.atomic import atomic_write_json
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from machine import machine_info
-from served import digit_png, served
+from common.machine import machine_info
+from common.served import digit_png, served
 
 from siamese.atomic import atomic_write_json
 

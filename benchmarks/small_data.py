@@ -40,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from machine import describe, machine_info
+from common.machine import describe, machine_info
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMES = {

@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from machine import describe, machine_info
-from recipe import load_recipe
+from common.machine import describe, machine_info
+from common.recipe import load_recipe
 
 import siamese
 from siamese.data.audio import load_waveforms

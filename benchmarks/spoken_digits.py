@@ -23,7 +23,7 @@ from itertools import combinations
 from pathlib import Path
 
 import numpy as np
-from machine import describe, machine_info
+from common.machine import describe, machine_info
 
 import siamese
 from siamese.data.audio import Waveforms, read_audio

@@ -34,9 +34,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 import soundfile
-from machine import describe, machine_info
-from served import served
-from streaming_memory import tree_pss_mib
+from common.machine import describe, machine_info
+from common.processes import tree_pss_mib
+from common.served import served
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from machine import describe, machine_info
+from common.machine import describe, machine_info
 from oneshot_words import DIGITS, mfcc_cmvn
 
 import siamese

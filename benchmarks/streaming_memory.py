@@ -24,38 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from image_copies import extracted, image_tree
-from machine import describe, machine_info
+from common.image_copies import extracted, image_tree
+from common.machine import describe, machine_info
+from common.processes import tree_pss_mib
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                out += [int(c) for c in f.read().split()]
-    except OSError:
-        pass
-    return out
-
-
-def tree_pss_mib(pid: int) -> float:
-    """PSS of pid and all its descendants, MiB."""
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            with open(f"/proc/{p}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1])
-                        break
-        except OSError:
-            continue
-        todo += _children(p)
-    return total / 1024
 
 
 def child(folder: str, cache: str, minutes: float, out: str) -> None:

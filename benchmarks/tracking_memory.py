@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from machine import describe, machine_info
+from common.machine import describe, machine_info
 
 
 def make_videos(root: Path, n: int, frames: int) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from machine import describe, machine_info
+from common.machine import describe, machine_info
 from sklearn.datasets import load_diabetes, load_linnerud
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import RidgeCV

@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # machine, recipe
-from machine import describe, machine_info
+from common.machine import describe, machine_info
 
 import siamese
 from siamese.data.otb import list_targets, read_frames

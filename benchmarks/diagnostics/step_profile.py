@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # machine, recipe
-from machine import describe, machine_info
-from recipe import load_recipe
+from common.machine import describe, machine_info
+from common.recipe import load_recipe
 
 from siamese.config import config_from_dict, resolve
 from siamese.data.audio import Waveforms, crop

@@ -1,7 +1,7 @@
 """Which machine a figure was measured on: CPU model, cores, instruction sets, the kernels torch
 uses, and the measured fp32 matmul rate. Every benchmark records `machine_info()` in its JSON.
 
-    .venv/bin/python benchmarks/machine.py     # prints it
+    .venv/bin/python benchmarks/common/machine.py     # prints it
 """
 
 from __future__ import annotations
