@@ -272,3 +272,14 @@ def test_the_service_stops_spotting_when_its_client_goes(audio_run_session, tmp_
     assert outcomes[:1] == ["cancelled"], outcomes
     windows = 120 * RATE // 800  # at the default hop of 0.1 s
     assert len(polls) < windows / 2 / 4, f"{len(polls)} chunks of 2 windows polled"
+
+
+@pytest.mark.parametrize("n", [8000, 8001, 12345, 40000])
+def test_the_default_hop_is_taken_again_and_keeps_the_overlap_bound(n):
+    """the hop spot() chose passes its own check when window_scores is given it in seconds,
+    whatever the examples' length (a 8001-sample example once rounded below the bound)"""
+    from siamese.spot import MAX_OVERLAP, hop_samples
+
+    hop = hop_samples(None, n, RATE)
+    assert hop_samples(hop / RATE, n, RATE) == hop
+    assert hop * MAX_OVERLAP >= n and hop >= int(0.1 * RATE)

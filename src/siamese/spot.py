@@ -13,6 +13,7 @@ run's verification threshold (calibrated when it trained, on pairs of classes it
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -51,11 +52,12 @@ def hop_samples(hop_seconds: float | None, n: int, rate: int) -> int:
     if hop_seconds is None:
         hop_seconds = max(DEFAULT_HOP_SECONDS, least)
     hop_seconds = check_number("hop (seconds)", hop_seconds, MIN_HOP_SECONDS, MAX_HOP_SECONDS)
-    if hop_seconds < least:
+    if hop_seconds < least * (1 - 1e-9):
         raise ConfigError(f"a hop of {hop_seconds:g} s lays more than {MAX_OVERLAP} windows of "
                           f"{n / rate:.2f} s over each instant; give a hop of at least "
                           f"{least:.3f} s (a {MAX_OVERLAP}th of the examples' length)")
-    return max(1, int(round(hop_seconds * rate)))
+    # rounded up: a hop of `least` seconds stays at least `least` in samples
+    return max(1, math.ceil(hop_seconds * rate - 1e-6))
 
 
 def window_scores(model, examples: list[np.ndarray], stream: np.ndarray | Iterable[np.ndarray],
