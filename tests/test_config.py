@@ -109,3 +109,16 @@ def test_bad_set_is_a_config_error_naming_it(item, match):
 
     with pytest.raises(ConfigError, match=match):
         apply_overrides(Config(), parse_sets([item]))
+
+
+def test_every_shipped_recipe_loads_and_resolves():
+    """a key misspelt in configs/*.toml is an error here, not in a user's first run"""
+    from pathlib import Path
+
+    from siamese.config import load_config, resolve
+
+    recipes = sorted((Path(__file__).parents[1] / "configs").glob("*.toml"))
+    assert len(recipes) >= 9
+    for path in recipes:
+        cfg = resolve(load_config(path))
+        assert cfg.train.task in ("similarity", "tracking", "regression"), path

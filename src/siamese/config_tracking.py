@@ -68,9 +68,14 @@ def resolve_tracking(cfg: Config) -> Config:
     weights (there is no validation split: held-out sequences are for testing only)."""
     from .models.siamfc import TRACKING_ENCODERS
 
+    if cfg.model.pretrained:  # an imported network is the backbone (pretrained/tracking.py)
+        if cfg.model.encoder not in ("auto", "imported"):
+            raise ConfigError(f"model.pretrained {cfg.model.pretrained} is the tracker's "
+                              f"backbone; leave out --encoder {cfg.model.encoder}")
+        cfg.model.encoder = "imported"
     if cfg.model.encoder == "auto":
         cfg.model.encoder = "siamfc_small"
-    if cfg.model.encoder not in TRACKING_ENCODERS:
+    if cfg.model.encoder not in TRACKING_ENCODERS | {"imported"}:
         raise ConfigError(f"train.task tracking needs a fully-convolutional encoder: "
                           f"{' or '.join(sorted(TRACKING_ENCODERS))}, not "
                           f"'{cfg.model.encoder}'")

@@ -177,7 +177,8 @@ class ImportedEncoder(nn.Module):
 def set_trainable(encoder: nn.Module, mode: str) -> None:
     """frozen: no weight trains and batch norm keeps its statistics; last:N: the last N layers
     (Conv, Gemm, MatMul with weights, and what follows them) train; all: everything."""
-    graph = encoder.graph if isinstance(encoder, ImportedEncoder) else None
+    graph = getattr(encoder, "graph", None)  # ImportedEncoder, a tracking ImportedBackbone
+    graph = graph if isinstance(graph, GraphModule) else None
     n = last_layers(mode)
     if n == 0:
         if graph is not None:

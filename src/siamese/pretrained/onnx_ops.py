@@ -83,10 +83,13 @@ def conv(inputs, attrs, training):
     strides = _ints(attrs.get("strides", [1] * dims))
     dilations = _ints(attrs.get("dilations", [1] * dims))
     pads = _window_pads(x, attrs, kernel, strides, dilations)
-    if pads is not None:
+    padding: list[int] | int = 0
+    if pads is not None and all(pads[2 * i] == pads[2 * i + 1] for i in range(dims)):
+        padding = pads[::2][::-1]  # the same on both sides: the convolution pads (no copy)
+    elif pads is not None:
         x = F.pad(x, pads)
     fn = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[dims]
-    return fn(x, w, b, strides, 0, dilations, int(attrs.get("group", 1)))
+    return fn(x, w, b, strides, padding, dilations, int(attrs.get("group", 1)))
 
 
 def _pool(inputs, attrs, kind: str):

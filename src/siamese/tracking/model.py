@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..artifact import check_card, read_card, read_weights
+from ..artifact import check_card, read_card, read_json, read_weights
 from ..config import TRACKER_SETTINGS, config_from_dict, resolve
 from ..data.otb import check_box, frame_files, read_frames, read_video
 from ..errors import ArtifactError, ConfigError, DataError
@@ -58,7 +58,10 @@ class TrackingModel:
         except ConfigError as e:
             raise ArtifactError(f"{run / 'card.json'} is invalid ({e}); restore the run folder "
                                 "or train again") from None
-        net = build_tracker_net(cfg)
+        graph = None
+        if (card.get("pretrained") or {}).get("graph"):  # an imported backbone's structure
+            graph = read_json(run / card["pretrained"]["graph"], "the imported network")
+        net = build_tracker_net(cfg, graph)
         state, _ = read_weights(run / "model.safetensors")
         try:
             net.load_state_dict(state)

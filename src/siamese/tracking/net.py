@@ -4,16 +4,30 @@ and the tracker share (so neither imports the other)."""
 from __future__ import annotations
 
 from ..config import Config
+from ..errors import ConfigError
 from ..models.encoders import create_encoder
 from ..models.renorm import renormalise
 from ..models.siambox import SiamBox
 from ..models.siamfc import SiamFC
 
 
-def build_tracker_net(cfg: Config) -> SiamFC:
-    """SiamFC (track.head = "fc") or the box-regressing SiamBox ("box")."""
-    backbone = create_encoder(cfg.model.encoder, (3, cfg.track.exemplar, cfg.track.exemplar),
-                              cfg.model.width)
+def build_tracker_net(cfg: Config, graph: dict | None = None) -> SiamFC:
+    """SiamFC (track.head = "fc") or the box-regressing SiamBox ("box"). graph: an imported
+    network's spec (model.encoder "imported", set by model.pretrained), its weights zeros
+    until loaded."""
+    if cfg.model.encoder == "imported":
+        from ..pretrained.tracking import ImportedBackbone
+
+        if graph is None:
+            raise ConfigError("model.encoder 'imported' is set by model.pretrained (an ONNX "
+                              "network); a tracking run needs its encoder_graph.json")
+        backbone = ImportedBackbone(graph, cfg.model.pretrained_mean or [0.0] * 3,
+                                    cfg.model.pretrained_std or [1.0] * 3,
+                                    cfg.model.channel_order or "RGB",
+                                    (cfg.track.exemplar, cfg.track.search))
+    else:
+        backbone = create_encoder(cfg.model.encoder,
+                                  (3, cfg.track.exemplar, cfg.track.exemplar), cfg.model.width)
     if cfg.track.norm == "renorm":
         renormalise(backbone)
     kind = SiamBox if cfg.track.head == "box" else SiamFC

@@ -127,6 +127,38 @@ def recalibrate_norms(task: TrackingTask, pairs: TrackPairs, batches: int,
         net.train(was)
 
 
+def _imported(cfg: Config, quiet: bool):
+    """model.pretrained read and its input settled into cfg (pretrained/setup.py), or None."""
+    if not cfg.model.pretrained:
+        return None
+    from ..pretrained.setup import prepare
+
+    opened = prepare(cfg, quiet)
+    if opened.format != "onnx":
+        raise ConfigError(f"model.pretrained {cfg.model.pretrained}: a tracking backbone is "
+                          "imported from an ONNX network (a feature map); give an .onnx file "
+                          "or a catalogue name (siamese pretrained list)")
+    return opened
+
+
+def _start_from(net: SiamFC, opened, cfg: Config) -> list[dict]:
+    """The imported weights into the backbone, what trains of them chosen (frozen by
+    default: the 1x1 adjustment, scale and bias train); the optimizer's groups, the imported
+    weights at pretrained_lr x lr."""
+    from ..pretrained.encoder import set_trainable
+
+    graph = net.backbone.graph
+    graph.load_state_dict(opened.weights)
+    set_trainable(net.backbone, cfg.model.pretrained_train)
+    imported = {id(p) for p in graph.parameters()}
+    own = [p for p in net.parameters() if id(p) not in imported]
+    trained = [p for p in graph.parameters() if p.requires_grad]
+    groups = [{"params": own}]
+    if trained:
+        groups.append({"params": trained, "lr": cfg.train.lr * cfg.model.pretrained_lr})
+    return groups
+
+
 def train_tracking(cfg: Config, out: Path, d: Dist, resume: bool, force: bool,
                    quiet: bool):
     from ..tracking.model import TrackingModel
@@ -137,9 +169,13 @@ def train_tracking(cfg: Config, out: Path, d: Dist, resume: bool, force: bool,
                           "layout (<Seq>/img/0001.jpg, <Seq>/groundtruth_rect.txt)")
     tracks = read_tracks(cfg.data.path, cfg.track.sequences or None)
     names = [t.name for t in tracks]
-    net = build_tracker_net(cfg).to(device).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.train.lr,
-                                  weight_decay=cfg.train.weight_decay)
+    opened = _imported(cfg, quiet)
+    net = build_tracker_net(cfg, opened.spec if opened else None)
+    groups = [{"params": list(net.parameters())}]
+    if opened is not None:
+        groups = _start_from(net, opened, cfg)
+    net = net.to(device).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(groups, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     k = cfg.track
     batches = PairBatches(k.pairs_per_epoch, cfg.train.batch_size, cfg.train.seed, d.rank,
                           d.world)
@@ -156,6 +192,14 @@ def train_tracking(cfg: Config, out: Path, d: Dist, resume: bool, force: bool,
                     tracking={"exemplar": k.exemplar, "search": k.search,
                               "response_size": net.response_size, "stride": net.stride},
                     split={"mode": "sequences", "train": names})
+    if opened is not None:  # the graph beside the weights: the run loads without the file
+        from ..atomic import atomic_write_json
+        from ..pretrained.setup import GRAPH_FILE
+
+        if d.main:
+            atomic_write_json(out / GRAPH_FILE, opened.spec)
+        card["pretrained"] = {**opened.card(cfg.model.pretrained), "graph": GRAPH_FILE,
+                              "train": cfg.model.pretrained_train}
     loader = make_loader(pairs, batches, n_workers, pin_memory=device.startswith("cuda"))
     task = TrackingTask(net, cfg, device)
     fit_run(cfg, out, d, task, optimizer, loader, card, None, "none", resume, quiet, amp)
