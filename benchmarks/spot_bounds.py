@@ -35,7 +35,7 @@ import httpx
 import numpy as np
 import soundfile
 from common.machine import describe, machine_info
-from common.processes import tree_pss_mib
+from common.processes import peak_pss_mib, tree_pss_mib
 from common.served import served
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,10 +73,7 @@ def cli_spot(run: Path, example: Path, stream: Path, out: Path) -> dict:
     proc = subprocess.Popen([sys.executable, "-m", "siamese", "spot", str(run), "--example",
                              str(example), "--audio", str(stream), "--out", str(out)],
                             cwd=ROOT, stdout=subprocess.DEVNULL)
-    peak = 0.0
-    while proc.poll() is None:
-        peak = max(peak, tree_pss_mib(proc.pid))
-        time.sleep(0.5)
+    peak = peak_pss_mib(proc, every=0.5)
     if proc.returncode:
         raise SystemExit(f"siamese spot failed on {stream}")
     result = json.loads(out.read_text())

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from common.image_copies import extracted, image_tree
 from common.machine import describe, machine_info
-from common.processes import tree_pss_mib
+from common.processes import peak_pss_mib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,10 +54,7 @@ def measure(folder: Path, cache: str, minutes: float, work: Path) -> dict:
     out = work / f"{folder.name}-{cache}.json"
     proc = subprocess.Popen([sys.executable, __file__, "--child", str(folder), cache,
                              str(minutes), str(out)], cwd=ROOT)
-    peak = 0.0
-    while proc.poll() is None:
-        peak = max(peak, tree_pss_mib(proc.pid))
-        time.sleep(0.2)
+    peak = peak_pss_mib(proc)
     if proc.returncode:
         raise SystemExit(f"training on {folder} ({cache}) failed")
     return {**json.loads(out.read_text()), "peak_pss_mib": round(peak, 1)}

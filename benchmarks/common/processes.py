@@ -5,6 +5,8 @@ double-counted), read from /proc (Linux)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 
 
 def _children(pid: int) -> list[int]:
@@ -33,3 +35,12 @@ def tree_pss_mib(pid: int) -> float:
             continue
         todo += _children(p)
     return total / 1024
+
+
+def peak_pss_mib(proc: subprocess.Popen, every: float = 0.2) -> float:
+    """Wait for `proc` to end, sampling its tree's PSS every `every` seconds -> the peak, MiB."""
+    peak = 0.0
+    while proc.poll() is None:
+        peak = max(peak, tree_pss_mib(proc.pid))
+        time.sleep(every)
+    return peak
