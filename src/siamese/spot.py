@@ -75,7 +75,7 @@ def window_scores(model, examples: list[np.ndarray], stream: np.ndarray | Iterab
     scores, starts = [], []
     buf, offset, first = np.zeros(0, np.float32), 0, 0  # buf[0] is sample `offset`
     blocks = [stream] if isinstance(stream, np.ndarray) else stream
-    for block in (*blocks, None) if isinstance(blocks, list) else _then_none(blocks):
+    for block in _then_none(blocks):  # None: the stream has ended
         if block is not None:
             buf = np.concatenate([buf, block]) if len(buf) else np.asarray(block, np.float32)
         ready = np.arange(first, offset + len(buf) - n + 1, hop)

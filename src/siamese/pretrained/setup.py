@@ -76,30 +76,38 @@ def input_stats(cfg: Config, channels: int) -> tuple[list[float], list[float]]:
     return mean, std
 
 
-def load_weights(net: SiameseNet, opened: Opened, cfg: Config) -> None:
-    """The starting weights into net.encoder; then what trains of it is chosen."""
-    target = net.encoder.graph if opened.format == "onnx" else net.encoder
+def load_weights(encoder: torch.nn.Module, opened: Opened, cfg: Config) -> None:
+    """The starting weights into `encoder` (an imported graph's holder: ImportedEncoder, a
+    tracking ImportedBackbone; or an encoder the project defines); then what trains of it is
+    chosen."""
+    target = encoder.graph if opened.format == "onnx" else encoder
     try:
         target.load_state_dict(opened.weights)
     except RuntimeError as e:
         raise ConfigError(f"{opened.start.path} does not fit encoder '{cfg.model.encoder}' "
                           f"({str(e).splitlines()[0][:90]}); name the encoder it was saved "
                           "from") from None
-    set_trainable(net.encoder, cfg.model.pretrained_train)
+    set_trainable(encoder, cfg.model.pretrained_train)
 
 
-def param_groups(net: SiameseNet, cfg: Config, extra: list) -> list[dict]:
-    """The optimizer's groups: the imported part at pretrained_lr x lr (frozen weights left
-    out), and so the projection where it starts as the identity; the rest at lr."""
-    imported = {id(p) for p in net.encoder.parameters()} if cfg.model.pretrained else set()
-    if cfg.model.pretrained and cfg.model.projection == "identity":
-        imported |= {id(p) for p in net.proj.parameters()}
-    own = [p for p in net.parameters() if id(p) not in imported and p.requires_grad]
-    groups = [{"params": own + list(extra)}]
-    trained = [p for p in net.parameters() if id(p) in imported and p.requires_grad]
+def optimizer_groups(params, imported: set[int], cfg: Config, extra=()) -> list[dict]:
+    """The optimizer's groups: parameters whose id is in `imported` at pretrained_lr x lr,
+    the rest (and `extra`) at lr; frozen ones left out."""
+    params = [p for p in params if p.requires_grad]
+    groups = [{"params": [p for p in params if id(p) not in imported] + list(extra)}]
+    trained = [p for p in params if id(p) in imported]
     if trained:
         groups.append({"params": trained, "lr": cfg.train.lr * cfg.model.pretrained_lr})
     return groups
+
+
+def param_groups(net: SiameseNet, cfg: Config, extra: list) -> list[dict]:
+    """The imported part at pretrained_lr x lr, and so the projection where it starts as the
+    identity; the rest at lr (optimizer_groups)."""
+    imported = {id(p) for p in net.encoder.parameters()} if cfg.model.pretrained else set()
+    if cfg.model.pretrained and cfg.model.projection == "identity":
+        imported |= {id(p) for p in net.proj.parameters()}
+    return optimizer_groups(net.parameters(), imported, cfg, extra)
 
 
 def cacheable(cfg: Config, kind: str) -> bool:
@@ -193,7 +201,7 @@ class Imported:
         return Preprocessing.fit(x_train, self.kind, self.cfg.train.seed)
 
     def load_into(self, net: SiameseNet) -> None:
-        load_weights(net, self.opened, self.cfg)
+        load_weights(net.encoder, self.opened, self.cfg)
 
     def param_groups(self, net: SiameseNet, extra: list) -> list[dict]:
         return param_groups(net, self.cfg, extra)

@@ -145,18 +145,11 @@ def _start_from(net: SiamFC, opened, cfg: Config) -> list[dict]:
     """The imported weights into the backbone, what trains of them chosen (frozen by
     default: the 1x1 adjustment, scale and bias train); the optimizer's groups, the imported
     weights at pretrained_lr x lr."""
-    from ..pretrained.encoder import set_trainable
+    from ..pretrained.setup import load_weights, optimizer_groups
 
-    graph = net.backbone.graph
-    graph.load_state_dict(opened.weights)
-    set_trainable(net.backbone, cfg.model.pretrained_train)
-    imported = {id(p) for p in graph.parameters()}
-    own = [p for p in net.parameters() if id(p) not in imported]
-    trained = [p for p in graph.parameters() if p.requires_grad]
-    groups = [{"params": own}]
-    if trained:
-        groups.append({"params": trained, "lr": cfg.train.lr * cfg.model.pretrained_lr})
-    return groups
+    load_weights(net.backbone, opened, cfg)
+    imported = {id(p) for p in net.backbone.graph.parameters()}
+    return optimizer_groups(net.parameters(), imported, cfg)
 
 
 def train_tracking(cfg: Config, out: Path, d: Dist, resume: bool, force: bool,
