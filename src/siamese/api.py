@@ -312,11 +312,12 @@ def _fit(cfg: Config, data: LabeledData, split: Split, out: Path, d: Dist, resum
 
 def load(run: str | Path, device: str = "cpu", runtime: str = "torch"):
     """Load a trained run folder: a `Model` (embed, compare, identify), or for a tracking run
-    a `TrackingModel` (track). runtime "onnxruntime": embed with its exported model.onnx."""
+    a `TrackingModel` (track). runtime "onnxruntime": embed with its exported model.onnx (a
+    tracking run: its exported tracker.backbone.onnx and tracker.head.onnx)."""
     from .tracking.model import TrackingModel, is_tracking_run
 
     if is_tracking_run(run):
-        return TrackingModel.load(run, device)
+        return TrackingModel.load(run, device, runtime)
     return Model.load(run, device, runtime)
 
 

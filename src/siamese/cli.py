@@ -209,6 +209,20 @@ def _embed(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from .model import Model
     from .runtime.export import export_onnx
+    from .tracking.model import TrackingModel, is_tracking_run
+
+    if is_tracking_run(args.run):
+        from .errors import ConfigError
+        from .runtime.tracking import export_tracker
+
+        if args.out is not None:
+            raise ConfigError("a tracking run's branches are exported into its folder; leave "
+                              "out --out")
+        backbone, head = export_tracker(TrackingModel.load(args.run))
+        print(f"exported {backbone} ('crops' (batch, 3, side, side) RGB 0-255 -> 'features') "
+              f"and {head} (the head); track with them: siamese track {args.run} "
+              "--runtime onnxruntime ...")
+        return 0
 
     model = Model.load(args.run)
     path = export_onnx(model, args.out)
@@ -363,7 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="cpu")
     r.set_defaults(func=_predict)
 
-    x = sub.add_parser("export", help="export the encoder (and pair head) to ONNX")
+    x = sub.add_parser("export", help="export the encoder (and pair head) to ONNX; a tracking "
+                       "run: its backbone and head")
     x.add_argument("run")
     x.add_argument("--out", help="the .onnx file to write (default: RUN/model.onnx, recorded "
                    "in the card and used by --runtime onnxruntime)")

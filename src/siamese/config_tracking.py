@@ -17,8 +17,15 @@ class TrackConfig:
     """train.task tracking (SiamFC, docs/tracking.md): data.path is a folder of sequences in
     the OTB layout. Training pairs, then the tracker's settings (saved with the run)."""
     # fc: SiamFC's one correlation map, the size searched over scales; box: a head that
-    # regresses the box at every cell (anchor-free, SiamFC++-like; models/siambox.py)
+    # regresses the box at every cell (anchor-free, SiamFC++-like; models/siambox.py);
+    # imported: set by pretrained_head
     head: str = "fc"
+    # a tracker's own head imported from ONNX (a catalogue name or a file: two inputs, the
+    # exemplar's and the search crop's feature maps of model.pretrained; outputs a class map
+    # and the l, t, r, b distances per cell, as NanoTrack's head.onnx); head_train: frozen
+    # or all (at model.pretrained_lr x train.lr)
+    pretrained_head: str = ""
+    head_train: str = "frozen"
     sequences: list[str] = field(default_factory=list)  # to train on; [] = every one
     exemplar: int = 127  # crop sizes (px): the target with context, and the search region
     search: int = 255
@@ -73,6 +80,15 @@ def resolve_tracking(cfg: Config) -> Config:
             raise ConfigError(f"model.pretrained {cfg.model.pretrained} is the tracker's "
                               f"backbone; leave out --encoder {cfg.model.encoder}")
         cfg.model.encoder = "imported"
+    if cfg.track.pretrained_head:
+        if not cfg.model.pretrained:
+            raise ConfigError(f"track.pretrained_head {cfg.track.pretrained_head} reads the "
+                              "features of an imported backbone: give its network as "
+                              "model.pretrained (e.g. nanotrack_v2_backbone)")
+        if cfg.track.head not in ("fc", "imported"):
+            raise ConfigError(f"track.pretrained_head is the tracker's head; leave out "
+                              f"track.head = {cfg.track.head}")
+        cfg.track.head = "imported"
     if cfg.model.encoder == "auto":
         cfg.model.encoder = "siamfc_small"
     if cfg.model.encoder not in TRACKING_ENCODERS | {"imported"}:
@@ -105,7 +121,13 @@ def resolve_tracking(cfg: Config) -> Config:
          "track: window_influence and template_lr in [0, 1], upsample in [1, 32]"),
         (k.redetect >= 0 and 0 < k.lost_below < 1 and 1 <= k.widen <= 8,
          "track: redetect >= 0 (0: off), lost_below in (0, 1), widen in [1, 8]"),
-        (k.head in ("fc", "box"), f"track.head '{k.head}': choose fc or box"),
+        (k.head in ("fc", "box") or (k.head == "imported" and k.pretrained_head),
+         f"track.head '{k.head}': choose fc or box (imported: set by track.pretrained_head)"),
+        (k.head != "imported" or k.redetect == 0,
+         "track.redetect searches a wider crop, whose map an imported head cannot take (its "
+         "graph fixes the map's size): leave it 0 with track.pretrained_head"),
+        (k.head_train in ("frozen", "all"), f"track.head_train '{k.head_train}': choose "
+         "frozen or all"),
         (k.head == "fc" or k.scale_share == 0,
          "track.scale_share trains SiamFC's scale search; the box head reads the size: "
          "leave it 0 with track.head = box"),

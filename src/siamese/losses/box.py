@@ -52,18 +52,21 @@ def iou_and_giou(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.
     return iou, iou - (hull - union) / hull.clamp_min(1e-6)
 
 
-def box_loss(cls: torch.Tensor, ltrb: torch.Tensor, quality: torch.Tensor,
+def box_loss(cls: torch.Tensor, ltrb: torch.Tensor, quality: torch.Tensor | None,
              targets: torch.Tensor, stride: int, radius: float) -> torch.Tensor:
-    """The head's outputs for B pairs ((B, 1, R, R), (B, 4, R, R), (B, 1, R, R)) and their
-    (B, 4) targets -> the summed class, box and quality losses (see the module's docstring)."""
+    """The head's outputs for B pairs ((B, 1, R, R), (B, 4, R, R), (B, 1, R, R) or None: an
+    imported head without a quality map) and their (B, 4) targets -> the summed class, box
+    and quality losses (see the module's docstring)."""
     size = cls.shape[-1]
     loss = balanced_logistic_loss(cls, response_labels(size, stride, radius, targets[:, :2]))
     pos = box_labels(size, stride, targets)[:, 0] > 0
-    if not pos.any():
-        return loss + 0 * (ltrb.sum() + quality.sum())  # every parameter in the graph (DDP)
+    if not pos.any():  # every parameter in the graph (DDP)
+        return loss + 0 * (ltrb.sum() + (0 if quality is None else quality.sum()))
     pred = boxes_of(ltrb, stride).permute(0, 2, 3, 1)[pos]  # (P, 4)
     truth = corners(targets)[:, None, None, :].expand(-1, *pos.shape[1:], -1)[pos]
     iou, giou = iou_and_giou(pred, truth)
+    loss = loss + (1 - giou).mean()
+    if quality is None:
+        return loss
     q = quality[:, 0][pos]
-    return (loss + (1 - giou).mean()
-            + F.binary_cross_entropy_with_logits(q, iou.detach().clamp(0, 1)))
+    return loss + F.binary_cross_entropy_with_logits(q, iou.detach().clamp(0, 1))

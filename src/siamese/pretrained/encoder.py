@@ -91,17 +91,18 @@ def metadata_preprocessing(meta: dict) -> dict:
 _OPENED: dict[tuple, Opened] = {}  # a process reads a file once (fold runs build it again)
 
 
-def open_start(given: str, output: str = "") -> Opened:
+def open_start(given: str, output: str = "", inputs: int = 1) -> Opened:
     """model.pretrained (a catalogue name or a path) -> the network read, cut at `output`
-    (default: the catalogue's output, else the file's first)."""
+    (default: the catalogue's output, else the file's first). inputs > 1: a part that takes
+    that many (a tracker's head), kept whole with all its outputs."""
     start = resolve(given)
-    key = (str(start.path), start.sha256, output)
+    key = (str(start.path), start.sha256, output, inputs)
     if key in _OPENED:
         return _OPENED[key]
     fmt = (start.entry or {}).get("format") or _format_of(start.path)
     if fmt == "onnx":
         out = output or (start.entry or {}).get("output", "")
-        spec, weights = read_onnx(start.path, [out] if out else None)
+        spec, weights = read_onnx(start.path, [out] if out else None, inputs)
         opened = Opened(start, "onnx", spec, graph_state(spec, weights), spec["outputs"][0])
     else:
         if output:

@@ -77,9 +77,14 @@ class GraphModule(nn.Module):
             return getattr(self, self._buffer_of[name])
         return self._consts[name]
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The graph's input -> the tensors it was cut at (spec["outputs"])."""
-        env = {self.spec["input"]: x}
+    def forward(self, *xs: torch.Tensor) -> list[torch.Tensor]:
+        """The graph's inputs (one, or as many as spec["inputs"], in order) -> the tensors it
+        was cut at (spec["outputs"])."""
+        names = self.spec.get("inputs", [self.spec["input"]])
+        if len(xs) != len(names):
+            raise ValueError(f"the graph takes {len(names)} inputs, {len(xs)} given")
+        x = xs[0]
+        env = dict(zip(names, xs, strict=True))
         for i, (node, attrs) in enumerate(zip(self.spec["nodes"], self._attrs, strict=True)):
             inputs = [self._value(n, env) for n in node["inputs"]]
             if node["op"] == "Constant" and torch.is_tensor(attrs["value"]):

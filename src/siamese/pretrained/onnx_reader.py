@@ -76,14 +76,20 @@ def _constant_value(attrs: dict) -> np.ndarray:
 def _free_batch(nodes: list[dict], tensors_spec: dict) -> None:
     """A graph exported for a batch of 1 often reshapes to a constant (1, C) (squeeze and
     excitation blocks); that leading 1 becomes -1, so that a batch of any size goes through
-    (each sample as it went alone: tests/test_pretrained_import.py checks it)."""
+    (each sample as it went alone: tests/test_pretrained_import.py checks it). Where the shape
+    has a -1 already (a tracker head's (1, C, -1) before its correlation), the 1 becomes 0:
+    ONNX's "the input's size on that axis", the batch."""
     for node in nodes:
         if node["op"] != "Reshape" or node["inputs"][1] not in tensors_spec:
             continue
         info = tensors_spec[node["inputs"][1]]
         data = info.get("__tensor__", {}).get("data")
-        if data and data[0] == 1 and -1 not in data and 0 not in data:
+        if not data or data[0] != 1 or 0 in data:
+            continue
+        if -1 not in data:
             info["__tensor__"]["data"] = [-1, *data[1:]]
+        elif not node["attrs"].get("allowzero", 0):
+            info["__tensor__"]["data"] = [0, *data[1:]]
 
 
 def load_model(path: Path):
@@ -109,9 +115,13 @@ def graph_outputs(model) -> list[str]:
     return [o.name for o in model.graph.output]
 
 
-def read_onnx(path: str | Path, outputs: list[str] | None = None) -> tuple[dict, dict]:
-    """-> (spec, tensors): the graph cut at `outputs` (default: the graph's first output), and
-    its initializers as torch tensors keyed by their spec keys."""
+def read_onnx(path: str | Path, outputs: list[str] | None = None,
+              inputs: int = 1) -> tuple[dict, dict]:
+    """-> (spec, tensors): the graph cut at `outputs` (default: the graph's first output; all
+    of them where it takes several inputs), and its initializers as torch tensors keyed by
+    their spec keys. `inputs`: how many inputs the graph must take (an encoder one; a
+    tracker's head two: the exemplar's and the search crop's features); the spec lists them
+    in the file's order."""
     from onnx import numpy_helper
 
     onnx = _onnx()
@@ -121,7 +131,7 @@ def read_onnx(path: str | Path, outputs: list[str] | None = None) -> tuple[dict,
     inits = {t.name: t for t in g.initializer}
     produced = {o for n in g.node for o in n.output}
     every = graph_outputs(model)
-    outputs = list(outputs or every[:1])
+    outputs = list(outputs or (every[:1] if inputs == 1 else every))
     for name in outputs:
         if name not in produced and name not in {i.name for i in g.input}:
             raise ConfigError(f"{path} has no tensor '{name}' (model.pretrained_output); its "
@@ -141,7 +151,14 @@ def read_onnx(path: str | Path, outputs: list[str] | None = None) -> tuple[dict,
     keys: set[str] = set()
     tensors_spec: dict[str, dict] = {}
     tensors: dict[str, torch.Tensor] = {}
-    used = {x for n in nodes for x in n.input if x}
+    # a Clip's bounds (ReLU6's 0 and 6) are numbers, not weights: attributes, never trained
+    bounds = {n.output[0]: {k: float(numpy_helper.to_array(inits[x]))
+                            for k, x in zip(("min", "max"), n.input[1:3], strict=False)
+                            if x in inits}
+              for n in nodes if n.op_type == "Clip"}
+    kept = {x for n in nodes for i, x in enumerate(n.input)
+            if x and not (n.op_type == "Clip" and i > 0 and x in inits)}
+    used = {x for n in nodes for x in n.input if x} & kept
     for name in sorted(used & set(inits)):
         a = numpy_helper.to_array(inits[name])
         floating = a.dtype.kind == "f"
@@ -174,17 +191,24 @@ def read_onnx(path: str | Path, outputs: list[str] | None = None) -> tuple[dict,
             attrs = {"value": a}
         attrs = {k: _tensor_json(v) if isinstance(v, np.ndarray) else v
                  for k, v in attrs.items()}
-        spec_nodes.append({"op": n.op_type, "name": n.name, "inputs": list(n.input),
+        node_inputs = list(n.input)
+        if n.op_type == "Clip":
+            attrs |= bounds[n.output[0]]
+            node_inputs = [x if i == 0 or x not in inits else "" for i, x in
+                           enumerate(node_inputs)]
+        spec_nodes.append({"op": n.op_type, "name": n.name, "inputs": node_inputs,
                            "outputs": list(n.output), "attrs": attrs})
     graph_inputs = [i for i in g.input if i.name not in inits]
-    if len(graph_inputs) != 1:
-        raise ConfigError(f"{path} takes {len(graph_inputs)} inputs; an encoder takes one "
-                          "(export the network with one input)")
+    if len(graph_inputs) != inputs:
+        what = "an encoder takes one" if inputs == 1 else f"this part takes {inputs}"
+        raise ConfigError(f"{path} takes {len(graph_inputs)} inputs; {what} (export the "
+                          "network with that many)")
     dims = [d.dim_value if d.HasField("dim_value") else None
             for d in graph_inputs[0].type.tensor_type.shape.dim]
     if dims and dims[0] == 1:
         _free_batch(spec_nodes, tensors_spec)
     spec = {"format": SPEC_FORMAT, "version": 1, "input": graph_inputs[0].name,
+            "inputs": [i.name for i in graph_inputs],
             "input_dims": dims, "outputs": outputs, "nodes": spec_nodes,
             "tensors": tensors_spec,
             "metadata": {p.key: p.value for p in model.metadata_props}}

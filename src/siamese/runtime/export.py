@@ -53,7 +53,7 @@ class _Head(torch.nn.Module):
 def _quiet():
     """The exporter prints its progress, warns and logs about optional packages: keep the
     command's output to its one line."""
-    logger = logging.getLogger("torch.onnx")
+    logger = logging.getLogger("torch")
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
@@ -65,12 +65,13 @@ def _quiet():
 
 
 def _export(module: torch.nn.Module, args: dict[str, torch.Tensor], outputs: list[str],
-            path: Path, metadata: dict) -> None:
-    """Export `module(**args)` with a dynamic batch axis on every input."""
+            path: Path, metadata: dict, shapes: dict | None = None) -> None:
+    """Export `module(**args)` with a dynamic batch axis on every input (or the dynamic axes
+    `shapes` gives, torch.export's dynamic_shapes)."""
     import onnx
 
     batch = torch.export.Dim("batch", min=1, max=65536)
-    shapes = {name: {0: batch} for name in args}
+    shapes = shapes if shapes is not None else {name: {0: batch} for name in args}
 
     def write(tmp: str) -> None:
         try:

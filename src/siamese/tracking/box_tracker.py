@@ -8,8 +8,10 @@ is their product, times a penalty on the change of size and aspect its box asks 
 that of the aspect ratio), blended with a cosine window (`box_window`: targets move little).
 The best cell's box gives the new centre; the size moves towards its size by box_lr x the
 cell's penalised score (a sure cell moves it more). The confidence is the best cell's class
-probability, before the window; re-detection (`redetect`, `lost_below`, `widen`) and the
-template update (`template_lr`) are SiamFC's (tracking/tracker.py).
+probability, before the window. An imported head (track.head = "imported", as NanoTrack's)
+has no quality map: its score is the class probability. Re-detection (`redetect`,
+`lost_below`, `widen`) and the template update (`template_lr`) are SiamFC's
+(tracking/tracker.py).
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ class SiamBoxTracker(SiamFCTracker):
         cls, ltrb, quality = self.net.respond(self.kernel, self.net.embed(self._tensor([x])))
         boxes = boxes_of(ltrb.float(), self.net.stride)[0].cpu().numpy()  # (4, R, R)
         p_cls = torch.sigmoid(cls[0, 0].float()).cpu().numpy()
-        score = p_cls * torch.sigmoid(quality[0, 0].float()).cpu().numpy()
+        score = p_cls if quality is None else \
+            p_cls * torch.sigmoid(quality[0, 0].float()).cpu().numpy()
         a = side / pixels  # frame pixels per crop pixel
         w = np.maximum(boxes[2] - boxes[0], 1e-3) * a
         h = np.maximum(boxes[3] - boxes[1], 1e-3) * a

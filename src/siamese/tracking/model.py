@@ -42,11 +42,20 @@ def read_input(source) -> list[np.ndarray]:
 
 class TrackingModel:
     def __init__(self, net, cfg, card: dict, run: Path | None = None,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", fingerprint: str = "", engine=None) -> None:
         self.net, self.cfg, self.card, self.run, self.device = net, cfg, card, run, device
+        self.fingerprint = fingerprint  # of model.safetensors (export records it)
+        self.engine = engine  # the ONNX Runtime branches (runtime/tracking.py), or None
 
     @classmethod
-    def load(cls, run: str | Path, device: str = "cpu") -> TrackingModel:
+    def load(cls, run: str | Path, device: str = "cpu",
+             runtime: str = "torch") -> TrackingModel:
+        """runtime "onnxruntime": the network's calls through the run's exported branches
+        (siamese export RUN; runtime/tracking.py)."""
+        from ..runtime.onnx_runtime import RUNTIMES
+
+        if runtime not in RUNTIMES:
+            raise ConfigError(f"unknown runtime '{runtime}'; choose {' or '.join(RUNTIMES)}")
         run = Path(run)
         card = read_card(run)
         if card.get("task") != "tracking":
@@ -58,18 +67,26 @@ class TrackingModel:
         except ConfigError as e:
             raise ArtifactError(f"{run / 'card.json'} is invalid ({e}); restore the run folder "
                                 "or train again") from None
-        graph = None
-        if (card.get("pretrained") or {}).get("graph"):  # an imported backbone's structure
-            graph = read_json(run / card["pretrained"]["graph"], "the imported network")
-        net = build_tracker_net(cfg, graph)
-        state, _ = read_weights(run / "model.safetensors")
+        graph = head_graph = None
+        imported = card.get("pretrained") or {}
+        if imported.get("graph"):  # an imported backbone's structure
+            graph = read_json(run / imported["graph"], "the imported network")
+        if imported.get("head_graph"):  # and an imported head's
+            head_graph = read_json(run / imported["head_graph"], "the imported head")
+        net = build_tracker_net(cfg, graph, head_graph)
+        state, fingerprint = read_weights(run / "model.safetensors")
         try:
             net.load_state_dict(state)
         except RuntimeError as e:
             raise ArtifactError(f"{run / 'model.safetensors'} does not match its card "
                                 f"({str(e).splitlines()[0][:80]}); train again") from None
         net = net.to(device).to(memory_format=torch.channels_last).eval()
-        return cls(net, cfg, card, run, device)
+        engine = None
+        if runtime == "onnxruntime":
+            from ..runtime.tracking import OnnxTrackerNet
+
+            engine = OnnxTrackerNet(run, fingerprint, net, cfg.track.head)
+        return cls(net, cfg, card, run, device, fingerprint, engine)
 
     def with_settings(self, **settings) -> TrackingModel:
         """The same weights, tracking with other tracker settings (config.TRACKER_SETTINGS:
@@ -82,10 +99,12 @@ class TrackingModel:
         values = self.cfg.to_dict()
         values["track"].update(settings)
         return TrackingModel(self.net, resolve(config_from_dict(values)), self.card, self.run,
-                             self.device)
+                             self.device, self.fingerprint, self.engine)
 
     def tracker(self) -> SiamFCTracker:
-        kind = SiamBoxTracker if self.cfg.track.head == "box" else SiamFCTracker
+        kind = SiamFCTracker if self.cfg.track.head == "fc" else SiamBoxTracker
+        if self.engine is not None:
+            return kind(self.engine, self.cfg.track, "cpu")
         return kind(self.net, self.cfg.track, self.device)
 
     def track(self, frames, box, progress: bool = False, confidence: bool = False) -> tuple:

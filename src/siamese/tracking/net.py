@@ -11,9 +11,11 @@ from ..models.siambox import SiamBox
 from ..models.siamfc import SiamFC
 
 
-def build_tracker_net(cfg: Config, graph: dict | None = None) -> SiamFC:
-    """SiamFC (track.head = "fc") or the box-regressing SiamBox ("box"). graph: an imported
-    network's spec (model.encoder "imported", set by model.pretrained), its weights zeros
+def build_tracker_net(cfg: Config, graph: dict | None = None,
+                      head_graph: dict | None = None) -> SiamFC:
+    """SiamFC (track.head = "fc"), the box-regressing SiamBox ("box"), or an imported head's
+    tracker ("imported"). graph: an imported network's spec (model.encoder "imported", set by
+    model.pretrained); head_graph: the head's (track.pretrained_head); their weights zeros
     until loaded."""
     if cfg.model.encoder == "imported":
         from ..pretrained.tracking import ImportedBackbone
@@ -28,6 +30,14 @@ def build_tracker_net(cfg: Config, graph: dict | None = None) -> SiamFC:
     else:
         backbone = create_encoder(cfg.model.encoder,
                                   (3, cfg.track.exemplar, cfg.track.exemplar), cfg.model.width)
+    if cfg.track.head == "imported":
+        from ..pretrained.tracking import ImportedTracker
+
+        if head_graph is None or cfg.model.encoder != "imported":
+            raise ConfigError("track.head 'imported' is set by track.pretrained_head (an ONNX "
+                              "head) over model.pretrained; a tracking run needs its "
+                              "head_graph.json")
+        return ImportedTracker(backbone, head_graph, cfg.track.exemplar, cfg.track.search)
     if cfg.track.norm == "renorm":
         renormalise(backbone)
     kind = SiamBox if cfg.track.head == "box" else SiamFC

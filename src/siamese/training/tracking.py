@@ -85,9 +85,10 @@ class TrackingTask(Task):
         n = len(offsets)
         if scales is not None:  # one forward pass: the extra crops share the batch's norm
             z = torch.cat([z, z[scales[0]], z[scales[0]]])
-        if self.cfg.head == "box":
+        if self.cfg.head in ("box", "imported"):
             out = self.model(z.to(self.device), x.to(self.device))
-            return box_loss(*(o.float() for o in out), offsets.to(self.device),
+            return box_loss(*(None if o is None else o.float() for o in out),
+                            offsets.to(self.device),
                             self.module.stride, self.cfg.radius)
         logits = self.model(z.to(self.device), x.to(self.device)).float()
         labels = response_labels(logits.shape[-1], self.module.stride, self.cfg.radius,
@@ -141,14 +142,31 @@ def _imported(cfg: Config, quiet: bool):
     return opened
 
 
-def _start_from(net: SiamFC, opened, cfg: Config) -> list[dict]:
-    """The imported weights into the backbone, what trains of them chosen (frozen by
-    default: the 1x1 adjustment, scale and bias train); the optimizer's groups, the imported
-    weights at pretrained_lr x lr."""
+def _imported_head(cfg: Config):
+    """track.pretrained_head read (two inputs, all its outputs), or None."""
+    if not cfg.track.pretrained_head:
+        return None
+    from ..pretrained.encoder import open_start
+
+    opened = open_start(cfg.track.pretrained_head, inputs=2)
+    if opened.format != "onnx":
+        raise ConfigError(f"track.pretrained_head {cfg.track.pretrained_head}: a tracker's "
+                          "head is imported from an ONNX file (as NanoTrack's head.onnx)")
+    return opened
+
+
+def _start_from(net: SiamFC, opened, head, cfg: Config) -> list[dict]:
+    """The imported weights into the backbone (and the head), what trains of them chosen
+    (frozen by default: the 1x1 adjustment, scale and bias train); the optimizer's groups,
+    the imported weights at pretrained_lr x lr."""
     from ..pretrained.setup import load_weights, optimizer_groups
 
     load_weights(net.backbone, opened, cfg)
     imported = {id(p) for p in net.backbone.graph.parameters()}
+    if head is not None:
+        net.head.graph.load_state_dict(head.weights)
+        net.head.requires_grad_(cfg.track.head_train == "all")
+        imported |= {id(p) for p in net.head.parameters()}
     return optimizer_groups(net.parameters(), imported, cfg)
 
 
@@ -162,11 +180,11 @@ def train_tracking(cfg: Config, out: Path, d: Dist, resume: bool, force: bool,
                           "layout (<Seq>/img/0001.jpg, <Seq>/groundtruth_rect.txt)")
     tracks = read_tracks(cfg.data.path, cfg.track.sequences or None)
     names = [t.name for t in tracks]
-    opened = _imported(cfg, quiet)
-    net = build_tracker_net(cfg, opened.spec if opened else None)
+    opened, head = _imported(cfg, quiet), _imported_head(cfg)
+    net = build_tracker_net(cfg, opened.spec if opened else None, head.spec if head else None)
     groups = [{"params": list(net.parameters())}]
     if opened is not None:
-        groups = _start_from(net, opened, cfg)
+        groups = _start_from(net, opened, head, cfg)
     net = net.to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(groups, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     k = cfg.track
@@ -188,11 +206,17 @@ def train_tracking(cfg: Config, out: Path, d: Dist, resume: bool, force: bool,
     if opened is not None:  # the graph beside the weights: the run loads without the file
         from ..atomic import atomic_write_json
         from ..pretrained.setup import GRAPH_FILE
+        from ..pretrained.tracking import HEAD_GRAPH_FILE
 
         if d.main:
             atomic_write_json(out / GRAPH_FILE, opened.spec)
         card["pretrained"] = {**opened.card(cfg.model.pretrained), "graph": GRAPH_FILE,
                               "train": cfg.model.pretrained_train}
+        if head is not None:
+            if d.main:
+                atomic_write_json(out / HEAD_GRAPH_FILE, head.spec)
+            card["pretrained"].update(head_graph=HEAD_GRAPH_FILE, head={
+                **head.card(cfg.track.pretrained_head), "train": cfg.track.head_train})
     loader = make_loader(pairs, batches, n_workers, pin_memory=device.startswith("cuda"))
     task = TrackingTask(net, cfg, device)
     fit_run(cfg, out, d, task, optimizer, loader, card, None, "none", resume, quiet, amp)
