@@ -67,6 +67,39 @@ def compare(path: Path, outputs: list[str], x: np.ndarray, per_sample: bool) -> 
     return out
 
 
+def compare_head(path: Path, backbone: Path, x: np.ndarray) -> dict:
+    """A tracker's head (two inputs) on the backbone's features of the frames' centres (127
+    px) and of the frames (255 px), one pair at a time (the file fixes its batch at 1)."""
+    import onnxruntime as ort
+
+    from siamese.pretrained.encoder import graph_state
+    from siamese.pretrained.graph import GraphModule
+    from siamese.pretrained.onnx_reader import read_onnx
+
+    def imported(p: Path, inputs: int) -> GraphModule:
+        spec, weights = read_onnx(p, None, inputs)
+        g = GraphModule(spec)
+        g.load_state_dict(graph_state(spec, weights))
+        return g.eval()
+
+    net, head = imported(backbone, 1), imported(path, 2)
+    x = torch.from_numpy(np.ascontiguousarray(x))
+    with torch.no_grad():
+        zf, xf = net(x[:, :, 64:191, 64:191].contiguous())[0], net(x)[0]
+        ours = [o.numpy() for o in head(zf, xf)]
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    ref = [np.concatenate(r) for r in zip(*(sess.run(None, {"input1": zf[i:i + 1].numpy(),
+                                                            "input2": xf[i:i + 1].numpy()})
+                                           for i in range(len(x))), strict=True)]
+    out = {}
+    for name, a, b in zip(names, ours, ref, strict=True):
+        diff = float(np.abs(a - b).max())
+        out[name] = {"max_abs_diff": diff, "relative": diff / float(np.abs(b).max()),
+                     "shape": list(b.shape)}
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="results/pretrained_fidelity.json")
@@ -94,6 +127,8 @@ def main() -> int:
         bgr = frames(data, 255)[:, ::-1] * 255  # the file fixes its batch at 1
         results["nanotrack_v2_backbone"] = compare(p, ["output"], np.ascontiguousarray(bgr),
                                                    True)
+    if p and (h := path_of("nanotrack_v2_head")):  # on real features of 127 / 255-px crops
+        results["nanotrack_v2_head"] = compare_head(h, p, frames(data, 255)[:, ::-1] * 255)
     mel_path, emb_path = path_of("speech_melspectrogram"), path_of("speech_embedding")
     if mel_path and emb_path and (data / "speech_commands").is_dir():
         import onnxruntime as ort

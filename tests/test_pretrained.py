@@ -295,6 +295,10 @@ def test_bad_starting_points_get_one_line_and_nothing_written(tmp_path, capsys, 
     assert "cannot take inputs of shape [3, 12, 12]" in err
     assert "does not exist" in _fails(capsys, tmp_path, *d, "--pretrained", "nowhere.onnx") \
         or "neither a file" in _fails(capsys, tmp_path, *d, "--pretrained", "nowhere.onnx")
+    # a recipe's path to a catalogued file that is missing: where the file comes from
+    err = _fails(capsys, tmp_path, *d, "--pretrained", str(tmp_path / "no" /
+                                                            "mobilenet_v2_imagenet.onnx"))
+    assert "catalogue's 'mobilenet_v2_imagenet'" in err and "Apache-2.0" in err
     folder = tmp_path / "shelf"
     folder.mkdir()
     (folder / "mobilenet_v2_imagenet.onnx").write_bytes(good.read_bytes())  # another file

@@ -121,6 +121,12 @@ def resolve(given: str, allow_download: bool = True) -> Start:
     if path.is_dir() and (path / "model.safetensors").is_file():
         path = path / "model.safetensors"
     if not path.is_file():
+        known = [(n, e) for n, e in catalogue.items() if e["file"] == path.name]
+        if known:  # a recipe's path to a catalogued file that is not there: say where it is
+            name, entry = known[0]
+            raise ConfigError(f"'{given}' does not exist; it is the catalogue's '{name}' "
+                              f"({entry['source']}, {entry['license']}): put {entry['file']} "
+                              "there, or give its path or catalogue name")
         raise ConfigError(f"model.pretrained '{given}' is neither a file nor a catalogue name "
                           f"({', '.join(catalogue)}); check the path")
     digest = sha256_of(path)
