@@ -233,6 +233,8 @@ def test_branches_of_other_weights_are_refused(head_run, tmp_path, capsys):
     assert main(["track", str(run), "--frames", "x", "--box", "1,1,5,5", "--runtime",
                  "onnxruntime"]) == 2
     assert "siamese export" in capsys.readouterr().err  # not exported yet
+    assert main(["export", str(run), "--out", str(tmp_path / "x.onnx")]) == 2
+    assert "leave out --out" in capsys.readouterr().err  # both files go into the run
     assert main(["export", str(run)]) == 0
     state = load_file(run / "model.safetensors")
     state["backbone.adjust.bias"] += 1

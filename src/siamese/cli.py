@@ -209,20 +209,12 @@ def _embed(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from .model import Model
     from .runtime.export import export_onnx
-    from .tracking.model import TrackingModel, is_tracking_run
+    from .tracking.model import is_tracking_run
 
     if is_tracking_run(args.run):
-        from .errors import ConfigError
-        from .runtime.tracking import export_tracker
+        from .cli_track import export_tracking_command
 
-        if args.out is not None:
-            raise ConfigError("a tracking run's branches are exported into its folder; leave "
-                              "out --out")
-        backbone, head = export_tracker(TrackingModel.load(args.run))
-        print(f"exported {backbone} ('crops' (batch, 3, side, side) RGB 0-255 -> 'features') "
-              f"and {head} (the head); track with them: siamese track {args.run} "
-              "--runtime onnxruntime ...")
-        return 0
+        return export_tracking_command(args)
 
     model = Model.load(args.run)
     path = export_onnx(model, args.out)

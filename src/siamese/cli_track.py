@@ -40,6 +40,22 @@ def _track(args: argparse.Namespace) -> int:
     return 0
 
 
+def export_tracking_command(args: argparse.Namespace) -> int:
+    """`siamese export RUN` on a tracking run: its backbone and head as ONNX, in the run."""
+    from .errors import ConfigError
+    from .runtime.tracking import export_tracker
+    from .tracking.model import TrackingModel
+
+    if args.out is not None:
+        raise ConfigError("a tracking run's branches are exported into its folder; leave out "
+                          "--out")
+    backbone, head = export_tracker(TrackingModel.load(args.run))
+    print(f"exported {backbone} ('crops' (batch, 3, side, side) RGB 0-255 -> 'features') and "
+          f"{head} (the head); track with them: siamese track {args.run} --runtime "
+          "onnxruntime ...")
+    return 0
+
+
 def confidence_path(args: argparse.Namespace) -> Path:
     """--confidence, else beside --out: boxes.txt -> boxes.confidence.txt."""
     if args.confidence:
