@@ -223,6 +223,10 @@ def test_exported_branches_compute_what_the_net_does(head_run, data, tmp_path, k
              .split(",")]
     boxes, fps = ort_model.track(data / "Seq0/img", first)
     assert boxes.shape == (12, 4) and np.isfinite(boxes).all()
+    if kind == "imported":  # the OTB evaluation on ONNX Runtime too
+        assert main(["evaluate", str(run), "--otb", str(data), "--runtime", "onnxruntime",
+                     "--out", str(tmp_path / "ev")]) == 0
+        assert (tmp_path / "ev" / "otb_metrics.json").is_file()
 
 
 def test_branches_of_other_weights_are_refused(head_run, tmp_path, capsys):

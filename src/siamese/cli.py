@@ -234,7 +234,8 @@ def _set_option(p: argparse.ArgumentParser, what: str) -> None:
 def _runtime_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime"],
                    help="compute embeddings with PyTorch, or with ONNX Runtime from the run's "
-                        "model.onnx (siamese export RUN)")
+                        "model.onnx (siamese export RUN; a tracking run: its exported "
+                        "tracker.*.onnx)")
 
 
 def build_parser() -> argparse.ArgumentParser:

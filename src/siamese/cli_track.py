@@ -72,7 +72,8 @@ def evaluate_otb_command(args: argparse.Namespace) -> int:
     if not args.otb:
         raise ConfigError(f"{args.run} is a tracking model: evaluate it on sequences with "
                           "--otb DIR (the OTB layout)")
-    model = with_sets(TrackingModel.load(args.run, device=args.device), args.set)
+    model = with_sets(TrackingModel.load(args.run, device=args.device,
+                                         runtime=getattr(args, "runtime", "torch")), args.set)
     result = evaluate_otb(model, args.otb, args.sequences, args.out)
     print(format_otb(result))
     where = Path(args.out) if args.out else Path(args.run)
