@@ -93,14 +93,19 @@ def _export(module: torch.nn.Module, args: dict[str, torch.Tensor], outputs: lis
     atomic_write(path, write)
 
 
-def export_onnx(model, out: str | Path | None = None) -> Path:
-    """Export the model's encoder (and pair head) next to its weights, or to `out`."""
+def require_exporter() -> None:
+    """The packages torch's ONNX exporter needs, or a one-line ArtifactError."""
     try:
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401
     except ImportError:
         raise ArtifactError("ONNX export needs the onnx extras: pip install -c "
                             "constraints.txt -e '.[onnx]'") from None
+
+
+def export_onnx(model, out: str | Path | None = None) -> Path:
+    """Export the model's encoder (and pair head) next to its weights, or to `out`."""
+    require_exporter()
     if model.run is None:
         raise ArtifactError("this model has no run folder; load one with siamese.load(RUN)")
     run = Path(model.run)

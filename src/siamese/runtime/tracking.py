@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 from ..artifact import read_card, write_card
-from ..errors import ArtifactError
 
 BACKBONE_FILE, HEAD_FILE = "tracker.backbone.onnx", "tracker.head.onnx"
 OUTPUTS = {"fc": ["logits"], "box": ["class", "distances", "quality"],
@@ -53,14 +52,9 @@ class _Head(torch.nn.Module):
 
 def export_tracker(model) -> tuple[Path, Path]:
     """The run's backbone and head as ONNX next to its weights; recorded in its card."""
-    from .export import OPSET, _export
+    from .export import OPSET, _export, require_exporter
 
-    try:
-        import onnx  # noqa: F401
-        import onnxscript  # noqa: F401
-    except ImportError:
-        raise ArtifactError("ONNX export needs the onnx extras: pip install -c "
-                            "constraints.txt -e '.[onnx]'") from None
+    require_exporter()
     run, k = Path(model.run), model.cfg.track
     net = model.net.to("cpu").eval()
     head = k.head
@@ -96,31 +90,11 @@ class OnnxTrackerNet:
     """A tracking run's exported branches under the net's interface that the trackers use
     (embed, respond, stride, response_size); tensors in and out, computed by ONNX Runtime."""
 
-    def __init__(self, run: Path, fingerprint: str, net, head: str, threads: int = 0) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise ArtifactError("--runtime onnxruntime needs the onnx extras: pip install -c "
-                                "constraints.txt -e '.[onnx]'") from None
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        self.sessions = []
-        for name in (BACKBONE_FILE, HEAD_FILE):
-            path = run / name
-            if not path.is_file():
-                raise ArtifactError(f"{path} does not exist; export the tracker first with "
-                                    f"'siamese export {run}'")
-            try:
-                s = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-            except Exception as e:  # noqa: BLE001 - any failure: not a usable ONNX file
-                raise ArtifactError(f"{path} is not a readable ONNX model ({type(e).__name__});"
-                                    f" export it again with 'siamese export {run}'") from None
-            if s.get_modelmeta().custom_metadata_map.get("siamese_fingerprint") != fingerprint:
-                raise ArtifactError(f"{path} was exported from other weights than "
-                                    f"{run / 'model.safetensors'}; export it again with "
-                                    f"'siamese export {run}'")
-            self.sessions.append(s)
+    def __init__(self, run: Path, fingerprint: str, net, head: str) -> None:
+        from .onnx_runtime import open_session
+
+        self.sessions = [open_session(run / name, fingerprint)
+                         for name in (BACKBONE_FILE, HEAD_FILE)]
         self.head = head
         self.stride, self.response_size = net.stride, net.response_size
         self.exemplar, self.search = net.exemplar, net.search
