@@ -9,6 +9,9 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	# Google's speech embedding's two ONNX files (Apache-2.0), for the speech tests and
+	# configs/words_pretrained.toml; --no-deps: nothing else of openwakeword is used
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps openwakeword==0.4.0
 	touch $(STAMP)
 
 # Train on digits 0-5 (bundled with scikit-learn), evaluate on the never-seen digits 6-9.

@@ -145,7 +145,7 @@ def _train(cfg: Config, out: Path, d: Dist, resume: bool, force: bool, quiet: bo
     split = make_split(data, cfg.split, cfg.train.seed, can_crossfit=d.world == 1 and
                        cfg.train.max_minutes <= 0)
     if start is not None:  # (one network for the fold runs and the final one)
-        start = pretrained.Imported(start, cfg, data, device, quiet)
+        start = pretrained.Imported(start, cfg, data, device, quiet, split.train)
     if cfg.train.keep == "auto":  # cross-fitted: the schedule's end (docs/small_data.md)
         cfg.train.keep = "last" if split.validation == "crossfit" else "best"
     crossfit = None

@@ -121,6 +121,8 @@ class Model:
     def _embed_utterances(self, w: Waveforms, batch_size: int) -> torch.Tensor:
         """Whole utterances: the mean embedding of windows of the training crop's length,
         half a window apart, L2-normalised again if the model normalises."""
+        if getattr(self.net.encoder, "whole_utterances", False):  # pools any length itself
+            return self._embed_whole(w)
         n = self.preprocessing.input_shape[0]
         out = torch.zeros(len(w), self.net.dim)
         for s in range(0, len(w), 64):
@@ -131,6 +133,22 @@ class Model:
             total = torch.zeros(len(part), emb.shape[1]).index_add_(0, owner, emb)
             out[s:s + len(part)] = total / torch.bincount(owner, minlength=len(part))[:, None]
         return F.normalize(out, dim=1) if self.net.normalize else out
+
+    def _embed_whole(self, w: Waveforms, samples: int = 2_000_000) -> torch.Tensor:
+        """Each recording whole, in batches of similar lengths padded with silence (an encoder
+        that pools over time and leaves silence out: pretrained/speech.py)."""
+        from .pretrained.speech import pad_batch
+
+        lengths = w.length.numpy()
+        order = np.argsort(lengths, kind="stable")
+        out = torch.zeros(len(w), self.net.dim)
+        at = 0
+        while at < len(order):
+            n = max(1, min(64, samples // max(int(lengths[order[at:at + 64]].max()), 1)))
+            part = order[at:at + n]
+            out[torch.from_numpy(part)] = self._encode(pad_batch([w.get(int(i)) for i in part]))
+            at += n
+        return out
 
     def _view_grids(self, k: int) -> torch.Tensor:
         """The k views' sampling grids, built once per distortion ranges (a third of a

@@ -32,6 +32,14 @@ def build_net(cfg: Config, input_shape: list[int], kind: str,
             raise ConfigError("model.encoder 'imported' is set by model.pretrained (an ONNX "
                               "network); give model.pretrained, or choose another encoder")
         encoder = ImportedEncoder(graph, tuple(input_shape), cfg.model.channel_order or "RGB")
+    elif name == "speech_embedding":  # Google's speech embedding, frozen, pooled
+        from ..pretrained.speech import SpeechEmbeddingEncoder
+
+        if graph is None or kind != "audio":
+            raise ConfigError("model.encoder 'speech_embedding' is set by model.pretrained "
+                              "speech_embedding on recordings; give that, or choose another "
+                              "encoder")
+        encoder = SpeechEmbeddingEncoder(graph, cfg.data.sample_rate)
     elif name in TRACKING_ENCODERS:
         raise ConfigError(f"encoder '{name}' is fully convolutional, for train.task tracking "
                           "(SiamFC); choose another one to compare pairs")
@@ -51,7 +59,8 @@ def build_net(cfg: Config, input_shape: list[int], kind: str,
         net = SiameseNet(encoder, cfg.model.embedding_dim, False, scorer="euclidean")
         return TwinRegressor(net, input_shape[0], cfg.model.head_hidden, anchors)
     if cfg.model.projection == "auto":  # resolved into the saved config
-        cfg.model.projection = "identity" if name == "imported" else "random"
+        cfg.model.projection = ("identity" if name in ("imported", "speech_embedding")
+                                else "random")
     if cfg.model.projection == "identity":  # as wide as the features, starting as identity
         cfg.model.embedding_dim = encoder.num_features
     net = SiameseNet(encoder, cfg.model.embedding_dim, cfg.model.normalize,

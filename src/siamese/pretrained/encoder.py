@@ -177,7 +177,12 @@ class ImportedEncoder(nn.Module):
 
 def set_trainable(encoder: nn.Module, mode: str) -> None:
     """frozen: no weight trains and batch norm keeps its statistics; last:N: the last N layers
-    (Conv, Gemm, MatMul with weights, and what follows them) train; all: everything."""
+    (Conv, Gemm, MatMul with weights, and what follows them) train; all: everything. An
+    encoder of several graphs says itself (its own set_trainable)."""
+    own = getattr(encoder, "set_trainable", None)
+    if callable(own):
+        own(mode)
+        return
     graph = getattr(encoder, "graph", None)  # ImportedEncoder, a tracking ImportedBackbone
     graph = graph if isinstance(graph, GraphModule) else None
     n = last_layers(mode)

@@ -32,6 +32,8 @@ def prepare(cfg: Config, quiet: bool = False) -> Opened:
     m = cfg.model
     opened = open_start(m.pretrained, m.pretrained_output)
     pre = opened.preprocessing
+    if (opened.start.entry or {}).get("kind") == "frames":  # a speech embedding's frames
+        return _prepare_frames(cfg, opened)
     if opened.format == "state_dict":
         if m.encoder == "auto":
             raise ConfigError(f"model.pretrained {m.pretrained} holds weights, not a network: "
@@ -63,6 +65,22 @@ def prepare(cfg: Config, quiet: bool = False) -> Opened:
                   file=sys.stderr)
     m.channel_order = (m.channel_order or pre.get("channel_order", "RGB")).upper()
     return opened
+
+
+def _prepare_frames(cfg: Config, opened: Opened) -> Opened:
+    """A network over log-mel frames (the speech embedding) with the front end its catalogue
+    entry names: both read, one spec {"frontend", "embedding"} (pretrained/speech.py)."""
+    m = cfg.model
+    if m.encoder not in ("auto", "speech_embedding"):
+        raise ConfigError(f"model.pretrained {m.pretrained} is a whole network; leave out "
+                          f"--encoder {m.encoder}")
+    front = open_start(opened.start.entry["frontend"])
+    m.encoder = "speech_embedding"
+    m.pretrained_output = opened.output
+    weights = {**{f"frontend.{k}": v for k, v in front.weights.items()},
+               **{f"embedding.{k}": v for k, v in opened.weights.items()}}
+    return Opened(opened.start, "onnx", {"frontend": front.spec, "embedding": opened.spec},
+                  weights, opened.output)
 
 
 def input_stats(cfg: Config, channels: int) -> tuple[list[float], list[float]]:
@@ -159,14 +177,19 @@ class Imported:
     """The network of one training run, read once and shared by its fold runs and its final
     run: preprocessing, weights, the optimizer's groups, the feature cache, the card."""
 
-    def __init__(self, opened: Opened, cfg: Config, data, device: str, quiet: bool) -> None:
+    def __init__(self, opened: Opened, cfg: Config, data, device: str, quiet: bool,
+                 train: np.ndarray | None = None) -> None:
         from ..data.preprocessing import Preprocessing
 
         self.opened, self.cfg, self.kind = opened, cfg, data.kind
         self.spec = opened.spec
         self.features: torch.Tensor | None = None
         self.features_in = ""
-        if data.kind == "image" and opened.format == "onnx":
+        self.center: torch.Tensor | None = None
+        if cfg.model.encoder == "speech_embedding":
+            self.pre = None
+            self._speech(data, device, quiet, train)
+        elif data.kind == "image" and opened.format == "onnx":
             c = int(data.x.shape[1])
             mean, std = input_stats(cfg, c)
             self.pre = Preprocessing("image", list(data.x.shape[1:]), mean, std)
@@ -193,6 +216,51 @@ class Imported:
                       "not augmented (model.feature_cache=off augments them, at the "
                       "network's cost every epoch)", file=sys.stderr)
 
+    def _speech(self, data, device: str, quiet: bool, train: np.ndarray | None) -> None:
+        """The speech embedding's pooled frames of every recording, computed once: their
+        training mean becomes the encoder's `center`; kept as the feature cache when nothing
+        the training does would change them (frozen, no recording longer than the crop, no
+        reversed classes)."""
+        from ..data.audio import crop
+        from ..models.build import build_net
+        from .speech import pad_batch
+
+        cfg = self.cfg
+        if data.kind != "audio":
+            raise ConfigError(f"model.pretrained {cfg.model.pretrained} embeds speech; "
+                              f"{cfg.data.path or 'the data'} holds {data.kind}s")
+        n = int(round(cfg.data.crop_seconds * cfg.data.sample_rate))
+        net = build_net(cfg, [n], "audio", graph=self.spec)
+        load_weights(net.encoder, self.opened, cfg)
+        encoder = net.encoder.to(device).eval()
+        lengths = data.x.length.numpy()
+        whole = int(lengths.max()) <= n
+        order = np.argsort(lengths, kind="stable")
+        pooled = np.zeros((len(data.x), encoder.num_features), np.float32)
+        bar = tqdm(total=len(order), desc="speech embedding (once)", unit="clip", leave=False,
+                   file=sys.stderr, disable=True if quiet else None)
+        with torch.no_grad():
+            for s in range(0, len(order), 32):
+                part = order[s:s + 32]
+                if whole:
+                    xb = pad_batch([data.x.get(int(i)) for i in part])
+                else:  # the middle crop of each
+                    xb = crop(data.x.take(part), n, None)
+                pooled[part] = encoder.pooled(xb.to(device)).cpu().numpy()
+                bar.update(len(part))
+        bar.close()
+        rows = np.arange(len(pooled)) if train is None else train
+        self.center = torch.from_numpy(pooled[rows].mean(0))
+        if (whole and cfg.model.feature_cache == "auto" and cfg.model.views == 0
+                and last_layers(cfg.model.pretrained_train) is None
+                and not cfg.data.class_reversals):
+            self.features = torch.from_numpy(pooled) - self.center
+            self.features_in = "memory"
+            if cfg.augment.enabled and not quiet:
+                print("note: the speech embedding's frames are computed once, so recordings "
+                      "are not augmented (model.feature_cache=off augments them, at the "
+                      "network's cost every epoch)", file=sys.stderr)
+
     def preprocessing(self, x_train):
         from ..data.preprocessing import Preprocessing
 
@@ -202,6 +270,8 @@ class Imported:
 
     def load_into(self, net: SiameseNet) -> None:
         load_weights(net.encoder, self.opened, self.cfg)
+        if self.center is not None:
+            net.encoder.center.copy_(self.center)
 
     def param_groups(self, net: SiameseNet, extra: list) -> list[dict]:
         return param_groups(net, self.cfg, extra)

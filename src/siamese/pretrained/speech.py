@@ -1,0 +1,112 @@
+"""Google's speech embedding (catalogue `speech_embedding`, its front end
+`speech_melspectrogram`) as the encoder of spoken words: both ONNX graphs imported, frozen,
+and their 96-d frames pooled into one vector a recording.
+
+    waveform (B, T) at data.sample_rate ─► 16 kHz (FFT resampling) ─► 0.5 s of silence on
+    each side ─► log-mel (the imported front end; / 10 + 2, as openWakeWord feeds it)
+    ─► windows of 76 mel frames every `hop` frames ─► the imported embedding ─► (B, W, 96)
+    ─► speech-weighted mean ─► minus the training mean ─► (B, 96)
+
+The pooling weighs each frame by how far it is from the frame of pure silence (1 - cosine,
+floored at 0), so that the silence around a word, which varies with the recording, does not
+dilute it. Measured on the digits of two corpora (docs/speech.md): the plain mean of the frames
+scores 87.2% / 88.6% (Speech Commands episodes / FSDD across speakers), the weighted mean 92.5%
+/ 89.3%, DTW over the frames (Google's embedding as a peer) 84.0% / 87.0%. Nothing here trains;
+the projection the SiameseNet puts on top starts as the identity and trains (model.projection
+auto), and the training mean is subtracted (`center`, set by the run from its training clips).
+
+A recording of any length is embedded whole (`whole_utterances`): shorter ones are padded with
+silence, which the pooling leaves out, never repeated.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .graph import GraphModule
+from .modes import last_layers
+
+RATE = 16000  # the front end's rate
+WINDOW = 76  # mel frames (10 ms apart) the embedding takes
+DIM = 96
+
+
+def resample(x: torch.Tensor, rate: int, to: int = RATE) -> torch.Tensor:
+    """(B, T) -> (B, T * to / rate) through the spectrum (band-limited, exact for a
+    whole-number ratio): zeros above the old Nyquist when going up."""
+    if rate == to:
+        return x
+    n = x.shape[1]
+    m = max(1, round(n * to / rate))
+    spectrum = torch.fft.rfft(x, dim=1)
+    keep = min(spectrum.shape[1], m // 2 + 1)
+    out = torch.zeros(x.shape[0], m // 2 + 1, dtype=spectrum.dtype, device=x.device)
+    out[:, :keep] = spectrum[:, :keep]
+    return torch.fft.irfft(out, n=m, dim=1) * (m / n)
+
+
+class SpeechEmbeddingEncoder(nn.Module):
+    """(B, samples) waveforms at `rate`, any length -> (B, 96) pooled speech embedding."""
+
+    whole_utterances = True  # Model embeds recordings whole, padded with silence
+
+    def __init__(self, spec: dict, rate: int, hop: int = 8, pad: float = 0.5) -> None:
+        super().__init__()
+        self.graph = nn.ModuleDict({"frontend": GraphModule(spec["frontend"]),
+                                    "embedding": GraphModule(spec["embedding"])})
+        self.rate, self.hop, self.pad = rate, hop, pad
+        self.register_buffer("center", torch.zeros(DIM))
+        self.num_features = DIM
+
+    def frames(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T) -> (B, W, 96) frames of the embedding, unnormalised."""
+        x = resample(x.float(), self.rate) * 32767.0  # int16 scale, as openWakeWord feeds it
+        side = x.new_zeros(x.shape[0], int(self.pad * RATE))
+        return self._frames16(torch.cat([side, x, side], 1))
+
+    def _frames16(self, x: torch.Tensor) -> torch.Tensor:
+        least = (WINDOW - 1) * 160 + 560  # samples for one window (76 mel frames)
+        if x.shape[1] < least:
+            x = F.pad(x, (0, least - x.shape[1]))
+        spec = self.graph["frontend"](x)[0][:, 0] / 10 + 2  # (B, mel frames, 32)
+        win = spec.unfold(1, WINDOW, self.hop).transpose(2, 3)  # (B, W, 76, 32)
+        b, w = win.shape[:2]
+        e = self.graph["embedding"](win.reshape(b * w, WINDOW, 32, 1))[0]
+        return e.reshape(b, w, DIM)
+
+    def silence(self) -> torch.Tensor:
+        """The embedding of a window of pure silence (96,), unit length."""
+        with torch.no_grad():
+            return F.normalize(self._frames16(self.center.new_zeros(1, 1))[0, 0], dim=0)
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T) -> (B, 96): the speech-weighted mean of the frames (not centred)."""
+        e = self.frames(x)
+        w = (1 - F.normalize(e, dim=2) @ self.silence()).clamp_min(0)
+        return (e * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp_min(1e-6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pooled(x) - self.center
+
+    def set_trainable(self, mode: str) -> None:
+        """The front end never trains; the embedding as `mode` says (frozen, last:N, all)."""
+        front, emb = self.graph["frontend"], self.graph["embedding"]
+        front.freeze_before(len(front.spec["nodes"]))
+        front.requires_grad_(False)
+        n = last_layers(mode)
+        if n == 0:
+            emb.freeze_before(0)
+            emb.requires_grad_(True)
+            return
+        layers = emb.layers
+        emb.freeze_before(len(emb.spec["nodes"]) if n is None else layers[-min(n, len(layers))])
+
+
+def pad_batch(clips: list[torch.Tensor]) -> torch.Tensor:
+    """Recordings of different lengths -> (B, longest), silence after the shorter ones."""
+    out = torch.zeros(len(clips), max(len(c) for c in clips))
+    for i, c in enumerate(clips):
+        out[i, :len(c)] = c
+    return out
