@@ -9,9 +9,11 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
-	# Google's speech embedding's two ONNX files (Apache-2.0), for the speech tests and
-	# configs/words_pretrained.toml; --no-deps: nothing else of openwakeword is used
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps openwakeword==0.4.0
+	# Google's speech embedding's two ONNX files and the GE2E checkpoint (both Apache-2.0),
+	# for the speech tests and the pretrained speech recipes; --no-deps: only the files are
+	# used (the library imports neither package)
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps openwakeword==0.4.0 \
+		resemblyzer==0.1.4
 	touch $(STAMP)
 
 # Train on digits 0-5 (bundled with scikit-learn), evaluate on the never-seen digits 6-9.

@@ -134,6 +134,20 @@ class Model:
             out[s:s + len(part)] = total / torch.bincount(owner, minlength=len(part))[:, None]
         return F.normalize(out, dim=1) if self.net.normalize else out
 
+    @torch.no_grad()
+    def embed_windows(self, x: np.ndarray, starts: np.ndarray, n: int) -> torch.Tensor:
+        """Windows x[s:s + n] of one recording -> their embeddings (siamese spot). An
+        encoder over frames (the speech embedding) pools them from the recording's frames,
+        computed once; others embed each window as an utterance."""
+        encoder = self.net.encoder
+        if self.runtime == "torch" and hasattr(encoder, "pool_windows") and len(starts):
+            self.net.eval()
+            part = torch.from_numpy(np.ascontiguousarray(x[starts[0]:starts[-1] + n]))
+            h = encoder.pool_windows(part.to(self.device),
+                                     torch.from_numpy(starts - starts[0]).to(self.device), n)
+            return self.net.embed_features(h).cpu()
+        return self.embed_tensor(Waveforms.from_arrays([x[s:s + n] for s in starts]))
+
     def _embed_whole(self, w: Waveforms, samples: int = 2_000_000) -> torch.Tensor:
         """Each recording whole, in batches of similar lengths padded with silence (an encoder
         that pools over time and leaves silence out: pretrained/speech.py)."""

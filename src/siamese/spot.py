@@ -83,8 +83,7 @@ def window_scores(model, examples: list[np.ndarray], stream: np.ndarray | Iterab
             if stop is not None and stop():
                 raise Cancelled()
             part, ready = ready[:chunk], ready[chunk:]
-            emb = model.embed_tensor(Waveforms.from_arrays(
-                [buf[s - offset:s - offset + n] for s in part]))
+            emb = model.embed_windows(buf, part - offset, n)
             scores.append(np.stack([model.score_embeddings(emb, e.expand_as(emb))
                                     for e in emb_ex]).max(0))
             starts.append(part)

@@ -40,6 +40,13 @@ def build_net(cfg: Config, input_shape: list[int], kind: str,
                               "speech_embedding on recordings; give that, or choose another "
                               "encoder")
         encoder = SpeechEmbeddingEncoder(graph, cfg.data.sample_rate)
+    elif name == "ge2e":  # Resemblyzer's speaker encoder (models/ge2e.py)
+        from .ge2e import GE2E
+
+        if kind != "audio":
+            raise ConfigError("encoder 'ge2e' embeds recordings; choose another one for "
+                              f"{kind}s")
+        encoder = GE2E(cfg.data.sample_rate)
     elif name in TRACKING_ENCODERS:
         raise ConfigError(f"encoder '{name}' is fully convolutional, for train.task tracking "
                           "(SiamFC); choose another one to compare pairs")
@@ -59,7 +66,7 @@ def build_net(cfg: Config, input_shape: list[int], kind: str,
         net = SiameseNet(encoder, cfg.model.embedding_dim, False, scorer="euclidean")
         return TwinRegressor(net, input_shape[0], cfg.model.head_hidden, anchors)
     if cfg.model.projection == "auto":  # resolved into the saved config
-        cfg.model.projection = ("identity" if name in ("imported", "speech_embedding")
+        cfg.model.projection = ("identity" if name in ("imported", "speech_embedding", "ge2e")
                                 else "random")
     if cfg.model.projection == "identity":  # as wide as the features, starting as identity
         cfg.model.embedding_dim = encoder.num_features

@@ -141,8 +141,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     except Exception as e:  # a truncated or foreign file
         raise ConfigError(f"{path} is not a readable safetensors or PyTorch state dict "
                           f"({type(e).__name__}: {str(e)[:60]}); give the file again") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
+    for key in ("state_dict", "model_state"):  # a training checkpoint's model part
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise ConfigError(f"{path} holds no state dict of tensors; save model.state_dict()")
     if any(k.startswith("encoder.") for k in state):  # a siamese run: its encoder's part
@@ -197,7 +198,8 @@ def set_trainable(encoder: nn.Module, mode: str) -> None:
                             layers[-min(n, len(layers))])
         return
     # an encoder the project defines: its child modules in order stand for layers
-    parts = [m for m in encoder.modules() if isinstance(m, nn.Conv2d | nn.Conv1d | nn.Linear)]
+    parts = [m for m in encoder.modules()
+             if isinstance(m, nn.Conv2d | nn.Conv1d | nn.Linear | nn.LSTM | nn.GRU)]
     keep = set() if n is None else {id(m) for m in parts[-n:]}
     for m in parts:
         m.requires_grad_(id(m) in keep)

@@ -35,6 +35,8 @@ def prepare(cfg: Config, quiet: bool = False) -> Opened:
     if (opened.start.entry or {}).get("kind") == "frames":  # a speech embedding's frames
         return _prepare_frames(cfg, opened)
     if opened.format == "state_dict":
+        if m.encoder == "auto" and (opened.start.entry or {}).get("encoder"):
+            m.encoder = opened.start.entry["encoder"]  # the architecture the catalogue names
         if m.encoder == "auto":
             raise ConfigError(f"model.pretrained {m.pretrained} holds weights, not a network: "
                               "name the encoder they belong to with --encoder (e.g. conv4)")
@@ -99,8 +101,12 @@ def load_weights(encoder: torch.nn.Module, opened: Opened, cfg: Config) -> None:
     tracking ImportedBackbone; or an encoder the project defines); then what trains of it is
     chosen."""
     target = encoder.graph if opened.format == "onnx" else encoder
+    weights = opened.weights
+    own = set(target.state_dict())
+    if opened.format == "state_dict" and own <= set(weights):  # a checkpoint's extras
+        weights = {k: v for k, v in weights.items() if k in own}  # (GE2E's similarity scale)
     try:
-        target.load_state_dict(opened.weights)
+        target.load_state_dict(weights)
     except RuntimeError as e:
         raise ConfigError(f"{opened.start.path} does not fit encoder '{cfg.model.encoder}' "
                           f"({str(e).splitlines()[0][:90]}); name the encoder it was saved "

@@ -73,7 +73,9 @@ class SpeechEmbeddingEncoder(nn.Module):
         spec = self.graph["frontend"](x)[0][:, 0] / 10 + 2  # (B, mel frames, 32)
         win = spec.unfold(1, WINDOW, self.hop).transpose(2, 3)  # (B, W, 76, 32)
         b, w = win.shape[:2]
-        e = self.graph["embedding"](win.reshape(b * w, WINDOW, 32, 1))[0]
+        win = win.reshape(b * w, WINDOW, 32, 1)
+        e = torch.cat([self.graph["embedding"](win[i:i + 512])[0]  # bounded activations
+                       for i in range(0, len(win), 512)])
         return e.reshape(b, w, DIM)
 
     def silence(self) -> torch.Tensor:
@@ -89,6 +91,20 @@ class SpeechEmbeddingEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pooled(x) - self.center
+
+    def pool_windows(self, x: torch.Tensor, starts: torch.Tensor, n: int) -> torch.Tensor:
+        """Windows of one recording (T,) at `starts`, n samples each -> (len(starts), 96),
+        from the recording's frames computed once (a stream scanned for a word: 12 frames a
+        second instead of a second's frames for every window): each window pools the frames
+        whose span is centred in it, as `forward` pools a recording's."""
+        e = self.frames(x[None])[0]  # (W, 96); frame k spans hop x k x 10 ms - pad + 0.78 s
+        per_frame = self.hop * 160 * self.rate / RATE
+        centre = (torch.arange(len(e), dtype=torch.float64) * per_frame
+                  - self.pad * self.rate + ((WINDOW - 1) * 160 + 560) / 2 * self.rate / RATE)
+        s = starts.to(torch.float64)[:, None]
+        inside = ((centre[None] >= s) & (centre[None] < s + n)).to(e.dtype)
+        w = (1 - F.normalize(e, dim=1) @ self.silence()).clamp_min(0)[None] * inside
+        return (w @ e) / w.sum(1, keepdim=True).clamp_min(1e-6) - self.center
 
     def set_trainable(self, mode: str) -> None:
         """The front end never trains; the embedding as `mode` says (frozen, last:N, all)."""

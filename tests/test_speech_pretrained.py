@@ -1,4 +1,5 @@
-"""Google's speech embedding as a word encoder (pretrained/speech.py): the resampling against
+"""Speech from pretrained networks: Google's speech embedding as a word encoder
+(pretrained/speech.py) and the GE2E speaker encoder (models/ge2e.py): the resampling against
 the analytic signal, the frames against ONNX Runtime running openWakeWord's two files, the
 pooling's indifference to silence, and a run that trains on it, reloads and embeds the same.
 The network tests need the files of `pip install --no-deps openwakeword==0.4.0` (make
@@ -137,3 +138,82 @@ def test_a_run_on_the_speech_embedding_trains_reloads_and_embeds_alike(tmp_path)
     sim = e @ e.T
     same = np.array([[f.parent == g.parent for g in files] for f in files])
     assert sim[same & ~np.eye(len(files), dtype=bool)].mean() > sim[~same].mean()
+
+
+@needs_files
+def test_windows_pooled_from_a_streams_frames_match_each_window_embedded_alone(encoder):
+    rate, quiet = 16000, np.zeros(16000, np.float32)
+    a, b = _word(3, seconds=0.8), _word(4, seconds=0.8)
+    stream = np.concatenate([quiet, a, quiet, b, quiet])
+    n = 16000  # one-second windows, one centred on each word, one on silence
+    starts = np.array([int(rate * 0.9), int(rate * 2.7), 0])
+    with torch.no_grad():
+        pooled = encoder.pool_windows(torch.from_numpy(stream), torch.from_numpy(starts), n)
+        alone = encoder(pad_batch([torch.from_numpy(stream[s:s + n]) for s in starts]))
+    cos = torch.nn.functional.cosine_similarity(pooled, alone, dim=1)
+    assert cos[0] > 0.95 and cos[1] > 0.95  # each word's window agrees with the word alone
+    to_a = torch.nn.functional.cosine_similarity(pooled[:2], alone[:1], dim=1)
+    assert to_a[0] > to_a[1]  # and tells the two words apart
+
+
+def _resemblyzer_reference(encoder, x: np.ndarray) -> np.ndarray:
+    """Resemblyzer's embed_utterance on normalize_volume's output, written from its code:
+    librosa's mel power, its partial slices, the mean of the partials' embeddings."""
+    import librosa
+
+    dbfs = 10 * np.log10(np.mean(x.astype(np.float64) ** 2))
+    x = x * 10 ** (max(0.0, -30 - dbfs) / 20)
+    n_frames = int(np.ceil((len(x) + 1) / 160))
+    step = int(np.round(16000 / 1.3 / 160))
+    starts = list(range(0, max(1, n_frames - 160 + step + 1), step))
+    if (len(x) - starts[-1] * 160) / (160 * 160) < 0.75 and len(starts) > 1:
+        starts = starts[:-1]
+    x = np.pad(x, (0, max(0, (starts[-1] + 160) * 160 - len(x))))
+    mel = librosa.feature.melspectrogram(y=x, sr=16000, n_fft=400, hop_length=160,
+                                         n_mels=40).astype(np.float32).T
+    with torch.no_grad():
+        e = encoder.embed_partials(torch.from_numpy(np.stack([mel[s:s + 160]
+                                                              for s in starts]))).numpy()
+    e = e.mean(0)
+    return e / np.linalg.norm(e)
+
+
+@pytest.mark.parametrize("seconds", [0.4, 1.0, 3.7])
+def test_ge2e_embeds_as_resemblyzer_does_from_its_code(seconds):
+    from siamese.models.ge2e import GE2E
+
+    torch.manual_seed(0)
+    encoder = GE2E(16000).eval()  # any weights: the front end and the partials are tested
+    x = _word(5, seconds=seconds) * 0.05  # quiet: the volume is raised to -30 dBFS
+    with torch.no_grad():
+        got = encoder(torch.from_numpy(x)[None])[0].numpy()
+        padded = encoder(pad_batch([torch.from_numpy(x), torch.zeros(80000)]))[0].numpy()
+    want = _resemblyzer_reference(encoder, x)
+    np.testing.assert_allclose(got, want, atol=2e-5)
+    np.testing.assert_allclose(padded, want, atol=2e-5)  # trailing zeros are the batch's padding
+
+
+def test_a_run_starts_from_resemblyzers_checkpoint(tmp_path):
+    from siamese.config import Config
+    from siamese.models.build import build_net
+    from siamese.pretrained.catalogue import resolve
+    from siamese.pretrained.setup import load_weights, prepare
+
+    try:
+        path = resolve("ge2e_resemblyzer").path
+    except Exception:
+        pytest.skip("pip install --no-deps resemblyzer==0.1.4")
+    cfg = Config()
+    cfg.model.pretrained = "ge2e_resemblyzer"
+    opened = prepare(cfg, quiet=True)
+    assert cfg.model.encoder == "ge2e"  # the catalogue names the architecture
+    net = build_net(cfg, [16000], "audio")
+    load_weights(net.encoder, opened, cfg)  # the checkpoint's extras (similarity) left out
+    state = torch.load(path, map_location="cpu", weights_only=True)["model_state"]
+    assert torch.equal(net.encoder.lstm.weight_hh_l2, state["lstm.weight_hh_l2"])
+    assert not any(p.requires_grad for p in net.encoder.parameters())  # frozen by default
+    x = torch.from_numpy(_word(6, seconds=1.2))[None]
+    with torch.no_grad():
+        a = net.encoder(x)
+    np.testing.assert_allclose(a[0].numpy(), _resemblyzer_reference(net.encoder, x[0].numpy()),
+                               atol=2e-5)
