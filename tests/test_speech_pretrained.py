@@ -138,6 +138,12 @@ def test_a_run_on_the_speech_embedding_trains_reloads_and_embeds_alike(tmp_path)
     sim = e @ e.T
     same = np.array([[f.parent == g.parent for g in files] for f in files])
     assert sim[same & ~np.eye(len(files), dtype=bool)].mean() > sim[~same].mean()
+    from siamese.errors import ArtifactError
+    from siamese.runtime.export import export_onnx
+
+    with pytest.raises(ArtifactError, match="speech_embedding"):  # one line, nothing written
+        export_onnx(again)
+    assert not (tmp_path / "run" / "model.onnx").exists()
 
 
 @needs_files

@@ -114,6 +114,12 @@ def export_onnx(model, out: str | Path | None = None) -> Path:
         raise ArtifactError(f"{path}: the ONNX file's name must end in .onnx")
     pre = model.preprocessing
     net = model.net.to("cpu").eval()
+    if getattr(net.encoder, "whole_utterances", False):
+        encoder_name = model.card.get("config", {}).get("model", {}).get("encoder")
+        raise ArtifactError(f"encoder '{encoder_name}' embeds recordings of any length with "
+                            "steps ONNX cannot hold (per-recording partials, pooling over "
+                            "silence); serve the run (siamese serve) or load it with "
+                            "siamese.load instead")
     metadata = {"siamese_fingerprint": model.fingerprint, "kind": pre.kind,
                 "input_shape": json.dumps(pre.input_shape), "mean": json.dumps(pre.mean),
                 "std": json.dumps(pre.std), "normalize": str(bool(net.normalize))}
