@@ -6,7 +6,7 @@ stream (4 hours by default), and `POST /spot` at the largest input the service a
         [--run RUN] [--hours 4] [--work DIR]
 
 RUN: a word model. By default one is trained here in ~10 s on synthetic voices with the words
-recipe's network (configs/words.toml: ecapa, width 16, 256-d, 8 kHz): time and memory depend
+recipe's network (configs/words_scratch.toml: ecapa, width 16, 256-d, 8 kHz): time and memory depend
 on the network and its rate, not on what it learned.
 
 - CLI: a 16-kHz WAV of the given hours (noise and tones, written in blocks to --work), searched
