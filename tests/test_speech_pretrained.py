@@ -106,19 +106,48 @@ def test_silence_around_a_word_hardly_moves_its_embedding_and_words_differ(encod
     assert same > 0.98 and same > other
 
 
-@needs_files
-def test_a_run_on_the_speech_embedding_trains_reloads_and_embeds_alike(tmp_path):
+def _word_folder(data: Path) -> None:
     import soundfile as sf
 
-    import siamese
-
-    data = tmp_path / "words"
     for k in range(3):
         (data / f"w{k}").mkdir(parents=True)
         for i in range(4):
             x = _word(10 * k + (i % 2), rate=8000)
             x = x * (0.6 + 0.1 * i)  # louder takes of the same word
             sf.write(data / f"w{k}/{i}.wav", x, 8000)
+
+
+WORDS_RUN = {"split": {"mode": "samples", "test_fraction": 0.0},
+             "model": {"pretrained": "speech_embedding"}, "loss": {"name": "arcface"},
+             "train": {"epochs": 2, "batch_size": 6, "samples_per_class": 2}}
+
+
+@needs_files
+def test_a_second_run_on_the_same_recordings_reuses_their_pooled_frames(tmp_path, monkeypatch):
+    import siamese
+    from siamese.pretrained.speech import SpeechEmbeddingEncoder
+
+    _word_folder(tmp_path / "words")
+    data = {"path": str(tmp_path / "words"), "sample_rate": 8000, "crop_seconds": 1.0}
+    first = siamese.train({**WORDS_RUN, "data": data}, tmp_path / "a", quiet=True)
+    calls = []
+    pooled = SpeechEmbeddingEncoder.pooled
+    monkeypatch.setattr(SpeechEmbeddingEncoder, "pooled",
+                        lambda self, x: calls.append(len(x)) or pooled(self, x))
+    second = siamese.train({**WORDS_RUN, "data": data}, tmp_path / "b", quiet=True)
+    assert calls == []  # nothing embedded again for training
+    assert torch.equal(first.net.encoder.center, second.net.encoder.center)
+    (tmp_path / "words/w0/0.wav").write_bytes((tmp_path / "words/w1/0.wav").read_bytes())
+    siamese.train({**WORDS_RUN, "data": data}, tmp_path / "c", quiet=True, force=True)
+    assert calls  # other samples: computed anew
+
+
+@needs_files
+def test_a_run_on_the_speech_embedding_trains_reloads_and_embeds_alike(tmp_path):
+    import siamese
+
+    data = tmp_path / "words"
+    _word_folder(data)
     model = siamese.train({"data": {"path": str(data), "sample_rate": 8000,
                                     "crop_seconds": 1.0},
                            "split": {"mode": "samples", "test_fraction": 0.0},

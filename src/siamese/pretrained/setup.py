@@ -179,6 +179,22 @@ def encode_all(encoder: torch.nn.Module, x, workers: int, device: str, quiet: bo
     return torch.from_numpy(store)
 
 
+_POOLED: dict[str, np.ndarray] = {}
+
+
+def _recordings_key(x, network: str, rate: int, n: int) -> str:
+    """What the speech embedding's pooled vectors depend on: the samples, the network, the
+    rate and the crop ("" for recordings over 1 GiB: not kept)."""
+    import hashlib
+
+    if x.data.numel() > 2**28:
+        return ""
+    h = hashlib.sha256(f"{network}|{rate}|{n}".encode())
+    for t in (x.data, x.start, x.length):
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
 class Imported:
     """The network of one training run, read once and shared by its fold runs and its final
     run: preprocessing, weights, the optimizer's groups, the feature cache, the card."""
@@ -241,20 +257,26 @@ class Imported:
         encoder = net.encoder.to(device).eval()
         lengths = data.x.length.numpy()
         whole = int(lengths.max()) <= n
-        order = np.argsort(lengths, kind="stable")
-        pooled = np.zeros((len(data.x), encoder.num_features), np.float32)
-        bar = tqdm(total=len(order), desc="speech embedding (once)", unit="clip", leave=False,
-                   file=sys.stderr, disable=True if quiet else None)
-        with torch.no_grad():
-            for s in range(0, len(order), 32):
-                part = order[s:s + 32]
-                if whole:
-                    xb = pad_batch([data.x.get(int(i)) for i in part])
-                else:  # the middle crop of each
-                    xb = crop(data.x.take(part), n, None)
-                pooled[part] = encoder.pooled(xb.to(device)).cpu().numpy()
-                bar.update(len(part))
-        bar.close()
+        key = _recordings_key(data.x, self.opened.start.sha256, cfg.data.sample_rate, n)
+        pooled = _POOLED.get(key) if key else None  # a process's next run on them (seeds)
+        if pooled is None:
+            order = np.argsort(lengths, kind="stable")
+            pooled = np.zeros((len(data.x), encoder.num_features), np.float32)
+            bar = tqdm(total=len(order), desc="speech embedding (once)", unit="clip",
+                       leave=False, file=sys.stderr, disable=True if quiet else None)
+            with torch.no_grad():
+                for s in range(0, len(order), 32):
+                    part = order[s:s + 32]
+                    if whole:
+                        xb = pad_batch([data.x.get(int(i)) for i in part])
+                    else:  # the middle crop of each
+                        xb = crop(data.x.take(part), n, None)
+                    pooled[part] = encoder.pooled(xb.to(device)).cpu().numpy()
+                    bar.update(len(part))
+            bar.close()
+            _POOLED.clear()  # one set of recordings kept
+            if key:
+                _POOLED[key] = pooled
         rows = np.arange(len(pooled)) if train is None else train
         self.center = torch.from_numpy(pooled[rows].mean(0))
         if (whole and cfg.model.feature_cache == "auto" and cfg.model.views == 0
