@@ -56,8 +56,8 @@ def google_frames(files: list[Path], pad: float = 0.5) -> dict[Path, np.ndarray]
         x = read_audio(str(f), str(f), 16000)
         silence = np.zeros(int(pad * 16000), np.float32)
         x = np.concatenate([silence, x, silence])
-        if len(x) < 12400:  # 76 mel frames need ~0.775 s
-            x = np.pad(x, (0, 12400 - len(x)))
+        if len(x) < 12560:  # 76 mel frames need 12,560 samples (0.785 s)
+            x = np.pad(x, (0, 12560 - len(x)))
         # openWakeWord feeds 16-bit PCM values as float, then spec / 10 + 2
         spec = np.squeeze(mel.run(None, {"input": (x * 32767).astype(np.float32)[None]})[0])
         spec = spec / 10 + 2
