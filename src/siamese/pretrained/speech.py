@@ -99,7 +99,7 @@ class SpeechEmbeddingEncoder(nn.Module):
         whose span is centred in it, as `forward` pools a recording's."""
         e = self.frames(x[None])[0]  # (W, 96); frame k spans hop x k x 10 ms - pad + 0.78 s
         per_frame = self.hop * 160 * self.rate / RATE
-        centre = (torch.arange(len(e), dtype=torch.float64) * per_frame
+        centre = (torch.arange(len(e), dtype=torch.float64, device=e.device) * per_frame
                   - self.pad * self.rate + ((WINDOW - 1) * 160 + 560) / 2 * self.rate / RATE)
         s = starts.to(torch.float64)[:, None]
         inside = ((centre[None] >= s) & (centre[None] < s + n)).to(e.dtype)
