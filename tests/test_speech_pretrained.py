@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from siamese.pretrained.speech import pad_batch, resample
+from siamese.data.audio import pad_batch, resample
 
 
 def test_resampling_a_band_limited_tone_gives_the_tone_at_the_new_rate():

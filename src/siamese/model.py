@@ -151,7 +151,7 @@ class Model:
     def _embed_whole(self, w: Waveforms, samples: int = 2_000_000) -> torch.Tensor:
         """Each recording whole, in batches of similar lengths padded with silence (an encoder
         that pools over time and leaves silence out: pretrained/speech.py)."""
-        from .pretrained.speech import pad_batch
+        from .data.audio import pad_batch
 
         lengths = w.length.numpy()
         order = np.argsort(lengths, kind="stable")

@@ -6,7 +6,8 @@ batch of utterances of different lengths.
 - unreadable, empty and silent files are refused with a one-line `DataError` naming the file.
 
 Training sees fixed-length crops (`crop`); evaluation embeds whole utterances in sliding
-windows of that length (`windows`), averaged.
+windows of that length (`windows`), averaged. In-graph helpers for encoders that take any
+length: `resample` (band-limited, through the spectrum) and `pad_batch` (silence after).
 """
 
 from __future__ import annotations
@@ -289,3 +290,25 @@ def load_waveforms(sources: list, names: list[str], rate: int, threads: int = 4)
         arrays = list(pool.map(lambda i: read_audio(sources[i], names[i], rate),
                                range(len(sources))))
     return Waveforms.from_arrays(arrays)
+
+
+def resample(x: torch.Tensor, rate: int, to: int) -> torch.Tensor:
+    """(B, T) -> (B, T * to / rate) through the spectrum (band-limited, exact for a
+    whole-number ratio): zeros above the old Nyquist when going up."""
+    if rate == to:
+        return x
+    n = x.shape[1]
+    m = max(1, round(n * to / rate))
+    spectrum = torch.fft.rfft(x, dim=1)
+    keep = min(spectrum.shape[1], m // 2 + 1)
+    out = torch.zeros(x.shape[0], m // 2 + 1, dtype=spectrum.dtype, device=x.device)
+    out[:, :keep] = spectrum[:, :keep]
+    return torch.fft.irfft(out, n=m, dim=1) * (m / n)
+
+
+def pad_batch(clips: list[torch.Tensor]) -> torch.Tensor:
+    """Recordings of different lengths -> (B, longest), silence after the shorter ones."""
+    out = torch.zeros(len(clips), max(len(c) for c in clips))
+    for i, c in enumerate(clips):
+        out[i, :len(c)] = c
+    return out

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.audio import resample
 from .audio import mel_filterbank
 
 RATE, N_FFT, HOP, MELS = 16000, 400, 160, 40
@@ -60,8 +61,6 @@ class GE2E(nn.Module):
         return F.normalize(F.relu(self.linear(hidden[-1])), dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from ..pretrained.speech import resample
-
         x = resample(x.float(), self.rate, RATE)
         nonzero = (x != 0).float()
         lengths = torch.where(nonzero.any(1), x.shape[1] - nonzero.flip(1).argmax(1),

@@ -243,9 +243,8 @@ class Imported:
         training mean becomes the encoder's `center`; kept as the feature cache when nothing
         the training does would change them (frozen, no recording longer than the crop, no
         reversed classes)."""
-        from ..data.audio import crop
+        from ..data.audio import crop, pad_batch
         from ..models.build import build_net
-        from .speech import pad_batch
 
         cfg = self.cfg
         if data.kind != "audio":

@@ -25,26 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.audio import resample
 from .graph import GraphModule
 from .modes import last_layers
 
 RATE = 16000  # the front end's rate
 WINDOW = 76  # mel frames (10 ms apart) the embedding takes
 DIM = 96
-
-
-def resample(x: torch.Tensor, rate: int, to: int = RATE) -> torch.Tensor:
-    """(B, T) -> (B, T * to / rate) through the spectrum (band-limited, exact for a
-    whole-number ratio): zeros above the old Nyquist when going up."""
-    if rate == to:
-        return x
-    n = x.shape[1]
-    m = max(1, round(n * to / rate))
-    spectrum = torch.fft.rfft(x, dim=1)
-    keep = min(spectrum.shape[1], m // 2 + 1)
-    out = torch.zeros(x.shape[0], m // 2 + 1, dtype=spectrum.dtype, device=x.device)
-    out[:, :keep] = spectrum[:, :keep]
-    return torch.fft.irfft(out, n=m, dim=1) * (m / n)
 
 
 class SpeechEmbeddingEncoder(nn.Module):
@@ -62,7 +49,7 @@ class SpeechEmbeddingEncoder(nn.Module):
 
     def frames(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T) -> (B, W, 96) frames of the embedding, unnormalised."""
-        x = resample(x.float(), self.rate) * 32767.0  # int16 scale, as openWakeWord feeds it
+        x = resample(x.float(), self.rate, RATE) * 32767.0  # int16 scale, as openWakeWord feeds it
         side = x.new_zeros(x.shape[0], int(self.pad * RATE))
         return self._frames16(torch.cat([side, x, side], 1))
 
@@ -118,11 +105,3 @@ class SpeechEmbeddingEncoder(nn.Module):
             return
         layers = emb.layers
         emb.freeze_before(len(emb.spec["nodes"]) if n is None else layers[-min(n, len(layers))])
-
-
-def pad_batch(clips: list[torch.Tensor]) -> torch.Tensor:
-    """Recordings of different lengths -> (B, longest), silence after the shorter ones."""
-    out = torch.zeros(len(clips), max(len(c) for c in clips))
-    for i, c in enumerate(clips):
-        out[i, :len(c)] = c
-    return out
